@@ -1,0 +1,3 @@
+from cosinetui.cli import main
+
+main()

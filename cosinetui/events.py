@@ -1,0 +1,277 @@
+"""Event and command types: small frozen dataclasses with a JSON round trip.
+
+Events flow from the trainer to every consumer (UI, metrics log, headless printer, attached
+clients); commands flow the other way and are applied by the trainer at a batch boundary.
+Each type has a stable ``type`` tag, which is the ``"type"`` field of its JSON object in the
+metrics log (docs/run-format.md). Non-finite floats are written as ``null`` so every line is
+strict JSON; readers turn ``null`` losses back into NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run began (or resumed). ``schedule`` is the scheduler's JSON state."""
+
+    type: ClassVar[str] = "run_started"
+    run_name: str
+    run_dir: str
+    device: str
+    torch_version: str
+    param_count: int
+    epochs: int
+    steps_per_epoch: int  # batches per training epoch, 0 when the loader has no len()
+    interval: str  # "epoch" or "batch": what one scheduler step is
+    schedule: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    start_epoch: int = 0  # first epoch this process trains (0-based); > 0 after a resume
+    global_step: int = 0  # batches trained before this process started
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchChunk:
+    """Per-batch training losses and LRs (group 0), sent in chunks, never one per batch.
+
+    ``first_step`` is the global batch index (0-based, counted across epochs) of ``losses[0]``.
+    A NaN in ``losses`` is a non-finite batch loss.
+    """
+
+    type: ClassVar[str] = "batches"
+    epoch: int  # 1-based epoch these batches belong to
+    first_step: int
+    losses: tuple[float, ...]
+    lrs: tuple[float, ...]
+    batches_in_epoch: int = 0  # batches done in this epoch after the chunk
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    type: ClassVar[str] = "epoch"
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float | None
+    lr: float  # group 0's LR used during the epoch's last batch
+    seconds: float
+    samples_per_s: float
+    step: int  # global batches trained when the epoch ended
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScheduleChanged:
+    """An adjustment took effect at scheduler step ``step``."""
+
+    type: ClassVar[str] = "schedule"
+    step: int
+    op: str  # "reanneal", "retime" or "restart"
+    args: dict[str, Any]
+    schedule: dict[str, Any]  # the scheduler's JSON state after the change
+    lrs: tuple[float, ...] = ()  # the optimizer's LRs right after the change
+
+
+@dataclass(frozen=True)
+class CommandRefused:
+    type: ClassVar[str] = "refused"
+    command: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    type: ClassVar[str] = "paused"
+    epoch: int
+    step: int
+    reason: str = "user"  # "user", "nan", "signal"
+
+
+@dataclass(frozen=True)
+class Resumed:
+    type: ClassVar[str] = "resumed"
+    epoch: int
+    step: int
+
+
+@dataclass(frozen=True)
+class CheckpointWritten:
+    type: ClassVar[str] = "checkpoint"
+    path: str
+    epoch: int  # completed epochs contained in the checkpoint
+    step: int
+    reason: str = "epoch"  # "epoch", "user", "pause", "stop", "failure", "signal", "finished"
+
+
+@dataclass(frozen=True)
+class Alert:
+    type: ClassVar[str] = "alert"
+    kind: str  # overfitting, instability, nan, divergence, plateau, schedule
+    severity: str  # info, warning, critical
+    epoch: int
+    message: str
+    suggestion: str = ""
+    step: int | None = None
+    action: dict[str, Any] | None = None  # a command (as JSON) that applies the suggestion
+    key: str = ""  # stable identity of the episode, so updates replace, not repeat
+
+
+@dataclass(frozen=True)
+class Finished:
+    type: ClassVar[str] = "finished"
+    epoch: int
+    step: int
+    reason: str = "completed"  # "completed", "stopped", "signal", "nan"
+    best_val_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    type: ClassVar[str] = "failed"
+    epoch: int
+    step: int
+    error: str
+    traceback: str = ""
+
+
+Event = (
+    RunStarted
+    | BatchChunk
+    | EpochEnd
+    | ScheduleChanged
+    | CommandRefused
+    | Paused
+    | Resumed
+    | CheckpointWritten
+    | Alert
+    | Finished
+    | Failed
+)
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Pause:
+    type: ClassVar[str] = "pause"
+
+
+@dataclass(frozen=True)
+class Resume:
+    type: ClassVar[str] = "resume"
+
+
+@dataclass(frozen=True)
+class Stop:
+    type: ClassVar[str] = "stop"
+    reason: str = "stopped"
+
+
+@dataclass(frozen=True)
+class AdjustSchedule:
+    """One AdjustableCosineLR operation with its keyword arguments."""
+
+    type: ClassVar[str] = "adjust"
+    op: str  # "reanneal", "retime" or "restart"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SaveCheckpoint:
+    type: ClassVar[str] = "save_checkpoint"
+
+
+Command = Pause | Resume | Stop | AdjustSchedule | SaveCheckpoint
+
+# --------------------------------------------------------------------------- JSON
+
+EVENT_TYPES: dict[str, type] = {
+    cls.type: cls
+    for cls in (
+        RunStarted,
+        BatchChunk,
+        EpochEnd,
+        ScheduleChanged,
+        CommandRefused,
+        Paused,
+        Resumed,
+        CheckpointWritten,
+        Alert,
+        Finished,
+        Failed,
+    )
+}
+COMMAND_TYPES: dict[str, type] = {
+    cls.type: cls for cls in (Pause, Resume, Stop, AdjustSchedule, SaveCheckpoint)
+}
+
+# Fields whose JSON null means "not a number" rather than "absent".
+_NAN_FIELDS = {"train_loss", "lr"}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(obj: Event | Command) -> dict[str, Any]:
+    """A JSON-ready dict: ``{"type": ..., **fields}`` with non-finite floats as None."""
+    out: dict[str, Any] = {"type": obj.type}
+    for f in dataclasses.fields(obj):
+        out[f.name] = _clean(getattr(obj, f.name))
+    return out
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in ("losses", "lrs"):
+            value = tuple(math.nan if v is None else float(v) for v in value or ())
+        elif f.name in _NAN_FIELDS and value is None:
+            value = math.nan
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def from_json(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON dict; unknown keys are ignored (forward compatible).
+
+    Raises ValueError for a missing or unknown ``type`` or missing required fields.
+    """
+    cls = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    try:
+        return _build(cls, data)
+    except TypeError as exc:
+        raise ValueError(f"bad {data['type']!r} event: {exc}") from None
+
+
+def command_from_json(data: dict[str, Any]) -> Command:
+    cls = COMMAND_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown command type {data.get('type')!r}")
+    try:
+        cmd = _build(cls, data)
+    except TypeError as exc:
+        raise ValueError(f"bad {data['type']!r} command: {exc}") from None
+    if isinstance(cmd, AdjustSchedule):
+        if cmd.op not in ("reanneal", "retime", "restart"):
+            raise ValueError(f"unknown schedule operation {cmd.op!r}")
+        if not isinstance(cmd.args, dict):
+            raise ValueError("adjust args must be an object")
+    return cmd
