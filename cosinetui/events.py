@@ -60,9 +60,9 @@ class EpochEnd:
     train_loss: float
     val_loss: float | None
     lr: float  # group 0's LR used during the epoch's last batch
-    seconds: float
-    samples_per_s: float
-    step: int  # global batches trained when the epoch ended
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    step: int = 0  # global batches trained when the epoch ended
     metrics: dict[str, float] = field(default_factory=dict)
 
 

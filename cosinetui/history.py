@@ -1,0 +1,206 @@
+"""The in-memory history of a run, rebuilt from its events, and decimation for plots.
+
+The same ``History`` is fed by a live trainer's events, by an attached client, and by a
+replayed metrics log, so all three see identical data. Batch losses and LRs live in flat
+``array('d')`` buffers (16 bytes a batch) indexed by global step.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cosinetui.events import (
+    Alert,
+    BatchChunk,
+    CheckpointWritten,
+    CommandRefused,
+    EpochEnd,
+    Event,
+    Failed,
+    Finished,
+    Paused,
+    Resumed,
+    RunStarted,
+    ScheduleChanged,
+)
+
+
+class History:
+    """Everything known about a run, updated one event at a time."""
+
+    def __init__(self) -> None:
+        self.run: RunStarted | None = None
+        self.state = "starting"  # running, paused, finished, stopped, failed
+        self.epochs: list[EpochEnd] = []
+        self.losses = array("d")  # per global batch step
+        self.lrs = array("d")
+        self.epoch_in_progress = 0  # 1-based epoch of the latest batches
+        self.batches_in_epoch = 0
+        self.schedule: dict | None = None  # latest scheduler JSON state
+        self.schedule_changes: list[ScheduleChanged] = []
+        self.alerts: dict[str, Alert] = {}  # by episode key; insertion order = first raised
+        self.refusals: list[CommandRefused] = []
+        self.last_checkpoint: CheckpointWritten | None = None
+        self.pause_reason = ""
+        self.end: Finished | Failed | None = None
+        # Bumped on every change; widgets compare it to skip redundant redraws.
+        self.version = 0
+
+    # ------------------------------------------------------------------ feeding
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event]) -> History:
+        history = cls()
+        history.extend(events)
+        return history
+
+    def extend(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        self.version += 1
+        if isinstance(event, BatchChunk):
+            self._add_batches(event)
+        elif isinstance(event, EpochEnd):
+            self._add_epoch(event)
+        elif isinstance(event, RunStarted):
+            self.run = event
+            self.schedule = event.schedule
+            self.state = "running"
+            self.end = None
+            # A resumed run restarts from its checkpoint: drop what came after it.
+            self._truncate(event.start_epoch, event.global_step)
+        elif isinstance(event, ScheduleChanged):
+            self.schedule = event.schedule
+            self.schedule_changes.append(event)
+        elif isinstance(event, Alert):
+            key = event.key or f"{event.kind}:{event.epoch}:{event.step}"
+            self.alerts[key] = event
+        elif isinstance(event, Paused):
+            self.state = "paused"
+            self.pause_reason = event.reason
+        elif isinstance(event, Resumed):
+            self.state = "running"
+            self.pause_reason = ""
+        elif isinstance(event, CheckpointWritten):
+            self.last_checkpoint = event
+        elif isinstance(event, CommandRefused):
+            self.refusals.append(event)
+        elif isinstance(event, Finished):
+            self.state = "finished" if event.reason == "completed" else "stopped"
+            self.end = event
+        elif isinstance(event, Failed):
+            self.state = "failed"
+            self.end = event
+
+    def _truncate(self, epochs: int, steps: int) -> None:
+        del self.epochs[epochs:]
+        del self.losses[steps:]
+        del self.lrs[steps:]
+        self.schedule_changes = [c for c in self.schedule_changes if c.step <= self._sched_step(steps)]
+
+    def _sched_step(self, global_step: int) -> int:
+        if self.run is not None and self.run.interval == "epoch" and self.run.steps_per_epoch:
+            return global_step // self.run.steps_per_epoch
+        return global_step
+
+    def _add_batches(self, chunk: BatchChunk) -> None:
+        start = chunk.first_step
+        if start < len(self.losses):  # replayed after a resume: newer data wins
+            del self.losses[start:]
+            del self.lrs[start:]
+        gap = start - len(self.losses)
+        if gap > 0:
+            self.losses.extend([math.nan] * gap)
+            self.lrs.extend([math.nan] * gap)
+        self.losses.extend(chunk.losses)
+        self.lrs.extend(chunk.lrs)
+        self.epoch_in_progress = chunk.epoch
+        self.batches_in_epoch = chunk.batches_in_epoch
+
+    def _add_epoch(self, epoch: EpochEnd) -> None:
+        del self.epochs[epoch.epoch - 1 :]
+        self.epochs.append(epoch)
+        self.epoch_in_progress = epoch.epoch
+        self.batches_in_epoch = 0
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def step(self) -> int:
+        """Global batches trained so far."""
+        return len(self.losses)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.run.epochs if self.run else 0
+
+    @property
+    def best_epoch(self) -> EpochEnd | None:
+        scored = [e for e in self.epochs if e.val_loss is not None and math.isfinite(e.val_loss)]
+        return min(scored, key=lambda e: e.val_loss) if scored else None  # type: ignore[arg-type,return-value]
+
+    def current_epoch_losses(self) -> Sequence[float]:
+        """Batch losses of the epoch in progress (empty right after an epoch ends)."""
+        if self.batches_in_epoch == 0:
+            return ()
+        return self.losses[len(self.losses) - self.batches_in_epoch :]
+
+    def active_alerts(self) -> list[Alert]:
+        """Alerts, newest first."""
+        return list(reversed(self.alerts.values()))
+
+
+@dataclass(frozen=True)
+class Series:
+    xs: list[float]
+    ys: list[float]
+
+
+def decimate(ys: Sequence[float], buckets: int, x0: int = 0) -> Series:
+    """At most ~2*buckets points that keep each bucket's min and max, in x order.
+
+    A spike survives decimation (a mean would hide it); NaNs are dropped. Points are
+    (x0 + index, value).
+    """
+    n = len(ys)
+    if n <= 2 * buckets or buckets <= 0:
+        xs, out = [], []
+        for i, y in enumerate(ys):
+            if y == y and not math.isinf(y):
+                xs.append(float(x0 + i))
+                out.append(float(y))
+        return Series(xs, out)
+    xs, out = [], []
+    size = n / buckets
+    for b in range(buckets):
+        lo, hi = int(b * size), int((b + 1) * size)
+        window = [(y, i) for i, y in enumerate(ys[lo:hi], lo) if y == y and not math.isinf(y)]
+        if not window:
+            continue
+        ymin, imin = min(window)
+        ymax, imax = max(window)
+        for i, y in sorted({(imin, ymin), (imax, ymax)}):
+            xs.append(float(x0 + i))
+            out.append(float(y))
+    return Series(xs, out)
+
+
+def ema(values: Sequence[float], alpha: float = 0.1) -> list[float]:
+    """Debiased exponential moving average (as TensorBoard smooths); NaNs are skipped."""
+    out: list[float] = []
+    avg, weight = 0.0, 0.0
+    for v in values:
+        if v == v and not math.isinf(v):
+            avg = (1 - alpha) * avg + alpha * v
+            weight = (1 - alpha) * weight + alpha
+        out.append(avg / weight if weight else math.nan)
+    return out

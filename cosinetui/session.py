@@ -1,0 +1,88 @@
+"""A live run seen from outside: events come out, commands go in.
+
+The UI and the headless printer talk only to a ``Session``; they never touch the trainer's
+objects. ``TrainerSession`` runs a trainer in a thread of this process; ``ReplaySession``
+serves the recorded events of a run (``cosinetui show`` and deterministic UI tests).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Protocol
+
+from cosinetui.events import Command, CommandRefused, Event, to_json
+
+
+class Session(Protocol):
+    read_only: bool
+
+    def start(self) -> None: ...
+
+    def drain(self, limit: int = 10_000) -> list[Event]:
+        """Events that arrived since the last call, oldest first; never blocks."""
+        ...
+
+    def send(self, command: Command) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends; True if it did within ``timeout``."""
+        ...
+
+    @property
+    def done(self) -> bool: ...
+
+
+class EventQueue:
+    """A thread-safe hand-over of events from the trainer thread to a consumer."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+
+    def put(self, event: Event) -> None:
+        self._queue.put(event)
+
+    def drain(self, limit: int = 10_000) -> list[Event]:
+        out: list[Event] = []
+        try:
+            while len(out) < limit:
+                out.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class ReplaySession:
+    """A finished (or frozen) run, served from its recorded events. Commands are refused."""
+
+    read_only = True
+
+    def __init__(self, events: Iterable[Event]) -> None:
+        self._events = EventQueue()
+        for event in events:
+            self._events.put(event)
+        self._ended = threading.Event()
+        self._ended.set()
+
+    def start(self) -> None:
+        pass
+
+    def drain(self, limit: int = 10_000) -> list[Event]:
+        return self._events.drain(limit)
+
+    def send(self, command: Command) -> None:
+        self._events.put(CommandRefused(to_json(command), "this run is read-only (recorded)"))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    @property
+    def done(self) -> bool:
+        return True
