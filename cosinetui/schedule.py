@@ -213,11 +213,14 @@ class CosineSchedule:
     def end_step(self) -> int:
         """Where the plan ends: the last segment's end (for restarts, the end of the cycle
         that holds the current step)."""
-        last = self._segments[-1]
-        if last.after != "restart" or self.step < last.end:
-            return last.end
-        cycle_start, cycle_len = self._cycle(last, self.step - last.start)
-        return last.start + cycle_start + cycle_len
+        return self._end_of(self._segments[-1], self.step)
+
+    def _end_of(self, seg: Segment, step: int) -> int:
+        """The last step of `seg` as seen from `step`: for restarts, its current cycle's end."""
+        if seg.after != "restart" or step < seg.end:
+            return seg.end
+        begin, length = self._cycle(seg, step - seg.start)
+        return seg.start + begin + length
 
     def _index_at(self, step: int) -> int:
         return bisect.bisect_right([s.start for s in self._segments], step) - 1
@@ -306,10 +309,10 @@ class CosineSchedule:
         cur_seg = self._segments[self._index_at(now)]
         factor = _lr("factor", factor)
         if steps is None:
-            left = cur_seg.end - now
+            left = self._end_of(cur_seg, now) - now
             if left <= 0:
                 raise ValueError(
-                    f"steps: the current segment ended at step {cur_seg.end} (now {now}); "
+                    f"steps: the current segment ended at step {cur_seg.end}, before step {now}; "
                     "give steps, an integer >= 1"
                 )
             n = left

@@ -80,9 +80,9 @@ def torch_recursion(base: float, eta_min: float, T_max: int, n: int) -> list[flo
         if (t - 1 - T_max) % (2 * T_max) == 0:
             lr = lr + (base - eta_min) * (1 - math.cos(math.pi / T_max)) / 2
         else:
-            lr = (1 + math.cos(math.pi * t / T_max)) / (
-                1 + math.cos(math.pi * (t - 1) / T_max)
-            ) * (lr - eta_min) + eta_min
+            lr = (1 + math.cos(math.pi * t / T_max)) / (1 + math.cos(math.pi * (t - 1) / T_max)) * (
+                lr - eta_min
+            ) + eta_min
         out.append(lr)
     return out
 
