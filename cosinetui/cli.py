@@ -59,3 +59,199 @@ def diagnose(path: str, as_json: bool) -> None:
         click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
     else:
         click.echo(format_alerts(alerts))
+
+
+def _positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive number, got {value}")
+    return value
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import re
+
+    if value is None or value == "auto":
+        return value
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
+        raise click.BadParameter(f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
+def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
+    options = [
+        click.option("--headless", is_flag=True, help="Plain line output, no dashboard (automatic when stdout is not a terminal)."),
+        click.option("--no-mouse", is_flag=True, help="Do not capture the mouse in the dashboard."),
+        click.option("--device", callback=_device, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
+        click.option("--amp", is_flag=True, help="Mixed precision on CUDA (bfloat16 where supported)."),
+        click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), default="pause", show_default=True, help="What a non-finite loss does (its optimizer step is always skipped)."),
+        click.option("--checkpoint-every", type=click.IntRange(min=0), default=1, show_default=True, help="Checkpoint every N epochs (0: only on stop, pause and at the end)."),
+        click.option("--debug", is_flag=True, help="Show full tracebacks for errors."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--entry", default="experiment", show_default=True, help="Function in the file that returns the Experiment.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs.")
+@click.option("--lr", type=float, callback=_positive_float, help="Peak learning rate (param group 0; other groups keep their ratio).")
+@click.option("--eta-min", type=click.FloatRange(min=0), help="Floor of the cosine.")
+@click.option("--warmup", type=click.IntRange(min=0), help="Linear warmup, in scheduler steps.")
+@click.option("--interval", type=click.Choice(["epoch", "batch"]), help="Step the schedule once per epoch or once per batch.")
+@click.option("--seed", type=int, help="Seed for torch's and Python's RNGs.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Directory for this run (default: runs/<name>-<time>).")
+@click.option("--name", help="Run name (default: the experiment's).")
+@_training_options
+def run(target: str | None = None, entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
+        eta_min: float | None = None, warmup: int | None = None, interval: str | None = None, seed: int | None = None,
+        run_dir: str | None = None, name: str | None = None, **opts) -> None:  # noqa: ANN003
+    """Train an experiment: TARGET is a file defining experiment() or package.module:function.
+
+    Without TARGET, trains the built-in demo (a spiral classifier, about a minute on a CPU).
+    Options override what the experiment sets.
+
+    \b
+      cosinetui run my_experiment.py --epochs 50 --lr 0.1
+      cosinetui run mypkg.train:make_experiment --interval batch --warmup 500
+    """
+    overrides = {"epochs": epochs, "lr": lr, "eta_min": eta_min, "warmup": warmup,
+                 "interval": interval, "seed": seed, "name": name}
+    config = {"target": target, "entry": entry, "overrides": overrides, **_defaults(opts)}
+    _guard(opts["debug"], lambda: _start(config, run_dir=run_dir, opts=opts))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--epochs", type=click.IntRange(min=1), help="Train to this many epochs in all (extends the run).")
+@_training_options
+def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: ANN003
+    """Continue RUN_DIR from its checkpoint, appending to its metrics log."""
+    def go() -> int:
+        from cosinetui.store import read_config
+
+        config = read_config(run_dir)
+        if epochs is not None:
+            config["overrides"]["epochs"] = epochs
+        return _start(config, run_dir=run_dir, opts=opts, resume=True)
+
+    _guard(opts["debug"], go)
+
+
+def _defaults(opts: dict) -> dict:
+    return {k: opts[k] for k in ("device", "amp", "on_nan", "checkpoint_every")}
+
+
+def _guard(debug: bool, action) -> None:  # noqa: ANN001
+    """Run ``action``; known errors become one clear line (a traceback only with --debug)."""
+    from cosinetui.experiment import ExperimentError
+    from cosinetui.store import RunDirError
+
+    try:
+        code = action()
+    except (ExperimentError, RunDirError, ValueError) as exc:
+        if debug:
+            raise
+        hint = "" if debug else " (--debug shows the traceback)"
+        _fail(f"{exc}{hint if isinstance(exc, ExperimentError) and exc.__cause__ else ''}")
+    sys.exit(code or 0)
+
+
+def _start(config: dict, *, run_dir: str | None, opts: dict, resume: bool = False) -> int:
+    import time
+    from pathlib import Path
+
+    from cosinetui import store
+    from cosinetui.experiment import load_experiment
+    from cosinetui.session import TrainerSession
+    from cosinetui.trainer import TrainerOptions, pick_device
+
+    if config["target"]:
+        exp = load_experiment(config["target"], config["entry"])
+    else:
+        from cosinetui.demos import builtin
+
+        exp = builtin()
+    exp = exp.with_overrides(**config["overrides"])
+    from cosinetui.experiment import ExperimentError
+
+    try:
+        exp.validate()
+    except ExperimentError as exc:
+        raise ExperimentError(f"{config['target'] or 'built-in demo'}: {exc}") from None
+    device = opts["device"] or config.get("device") or "auto"
+    try:
+        dev = pick_device(device)
+        if dev.type == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda: CUDA is not available on this machine")
+    except RuntimeError as exc:
+        raise ValueError(f"--device {device}: {exc}") from None
+    if resume:
+        path = Path(run_dir)  # type: ignore[arg-type]
+        if not (path / store.CHECKPOINT).exists():
+            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
+    elif run_dir:
+        path = Path(run_dir)
+        if (path / store.METRICS).exists():
+            raise store.RunDirError(f"{path} already holds a run; continue it with: cosinetui resume {path}")
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    else:
+        path = store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
+    if not resume:
+        store.write_config(path, {**config, "device": device})
+    options = TrainerOptions(
+        run_dir=path,
+        device=device,
+        amp=opts["amp"],
+        on_nan=opts["on_nan"],
+        checkpoint_every=opts["checkpoint_every"],
+        resume=resume,
+    )
+    session = TrainerSession(exp, options)
+    if opts["headless"] or not sys.stdout.isatty():
+        return _headless(session, path)
+    from cosinetui.ui.app import run_dashboard
+
+    session.start()
+    return run_dashboard(session, mouse=not opts["no_mouse"])
+
+
+def _headless(session, path) -> int:  # noqa: ANN001
+    import signal
+
+    from cosinetui.events import Failed, Finished, Stop
+    from cosinetui.headless import print_events
+
+    received: list[str] = []
+
+    def on_signal(signum: int, frame) -> None:  # noqa: ANN001
+        name = signal.Signals(signum).name
+        if received:  # a second signal: leave now; the last checkpoint stays valid
+            click.echo(f"{name} again: exiting without waiting", err=True)
+            os._exit(128 + signum)
+        received.append(name)
+        click.echo(f"{name}: stopping after the current batch and writing a checkpoint...", err=True)
+        session.send(Stop("signal"))
+
+    import os
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    session.start()
+    last = print_events(session, lambda line: click.echo(line))
+    session.wait()
+    sys.stdout.flush()
+    if isinstance(last, Failed):
+        click.echo(f"the run failed; its checkpoint and log are in {path}", err=True)
+        click.echo(f"resume with: cosinetui resume {path}", err=True)
+        return 1
+    if isinstance(last, Finished) and last.reason != "completed":
+        click.echo(f"stopped ({received[0] if received else last.reason}); resume with: cosinetui resume {path}", err=True)
+        return 130 if received == ["SIGINT"] else 143 if received else 1
+    return 0

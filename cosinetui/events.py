@@ -33,7 +33,7 @@ class RunStarted:
     schedule: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
     start_epoch: int = 0  # first epoch this process trains (0-based); > 0 after a resume
-    global_step: int = 0  # batches trained before this process started
+    global_step: int = 0  # batches in the checkpoint this process started from
     time: float = 0.0
 
 

@@ -86,3 +86,42 @@ class ReplaySession:
     @property
     def done(self) -> bool:
         return True
+
+
+class TrainerSession:
+    """A trainer running in a thread of this process.
+
+    ``TrainerSession(experiment, TrainerOptions(run_dir=...))``; ``start()`` launches the
+    thread, ``drain()`` hands over the events it emitted, ``send()`` queues a command for the
+    next batch boundary. The trainer writes the metrics log itself; this only relays events.
+    """
+
+    read_only = False
+
+    def __init__(self, experiment, options) -> None:  # noqa: ANN001 - torch-free import
+        from cosinetui.trainer import Trainer
+
+        self._events = EventQueue()
+        self.trainer = Trainer(experiment, options, listeners=[self._events.put])
+        self._thread = threading.Thread(target=self.trainer.run, name="cosinetui-trainer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def drain(self, limit: int = 10_000) -> list[Event]:
+        return self._events.drain(limit)
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """Block for the next event (headless printing and tests)."""
+        return self._events.get(timeout)
+
+    def send(self, command: Command) -> None:
+        self.trainer.send(command)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def done(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()

@@ -154,3 +154,18 @@ def read_log(path: str | os.PathLike[str]) -> LogRead:
             why = "truncated last line (the run stopped mid-write)" if truncated else str(exc)
             out.problems.append(f"{p}:{number}: skipped: {why}")
     return out
+
+
+def new_run_dir(base: str | os.PathLike[str], name: str, stamp: str) -> Path:
+    """Create ``base/<name>-<stamp>`` (owner-only), adding -2, -3... if it exists."""
+    root = Path(base)
+    root.mkdir(parents=True, exist_ok=True)
+    candidate = root / f"{name}-{stamp}"
+    n = 1
+    while True:
+        try:
+            candidate.mkdir(mode=0o700)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = root / f"{name}-{stamp}-{n}"

@@ -1,0 +1,186 @@
+"""What a user supplies (model, data, loss, optimizer, epochs, schedule) and how it is loaded.
+
+A minimal experiment file::
+
+    import torch
+    from cosinetui import Experiment
+
+    def experiment():
+        model = torch.nn.Linear(10, 2)
+        data = [(torch.randn(32, 10), torch.randint(0, 2, (32,))) for _ in range(20)]
+        return Experiment(model=model, train_data=data[:16], val_data=data[16:], epochs=5)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+Metric = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | float"]
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Top-1 accuracy of class scores against integer targets (a 0-dim tensor, no host sync)."""
+    return (outputs.argmax(dim=-1) == targets).float().mean()
+
+
+@dataclass
+class Experiment:
+    """A training job. Only ``model`` and ``train_data`` are required.
+
+    ``train_step(model, batch) -> loss`` and ``eval_step(model, batch) -> loss | (loss,
+    outputs, targets)`` replace the default handling of (input, target) batches. Batches are
+    moved to the run's device before either is called. ``warmup`` counts scheduler steps
+    (epochs, or batches with ``interval="batch"``).
+    """
+
+    model: nn.Module
+    train_data: Iterable[Any]
+    val_data: Iterable[Any] | None = None
+    loss_fn: Callable[..., torch.Tensor] = field(default_factory=nn.CrossEntropyLoss)
+    optimizer: OptimizerFactory | None = None  # default: SGD(lr, momentum=0.9)
+    lr: float | None = None  # peak LR; default 0.1 for the default SGD, else the factory's
+    epochs: int = 10
+    eta_min: float = 0.0
+    warmup: int = 0
+    warmup_start_factor: float = 1 / 3
+    restarts: bool = False
+    T_mult: int = 1
+    interval: str = "epoch"  # one scheduler step per "epoch" or per "batch"
+    metrics: Mapping[str, Metric] = field(default_factory=dict)
+    train_step: Callable[[nn.Module, Any], torch.Tensor] | None = None
+    eval_step: Callable[[nn.Module, Any], Any] | None = None
+    seed: int | None = 0
+    name: str = "experiment"
+
+    def validate(self) -> None:
+        """Raise ExperimentError naming the field and what it accepts."""
+        if not isinstance(self.model, nn.Module):
+            raise ExperimentError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
+        if not _iterable(self.train_data):
+            raise ExperimentError("train_data must be a DataLoader or an iterable of batches")
+        if self.val_data is not None and not _iterable(self.val_data):
+            raise ExperimentError("val_data must be a DataLoader, an iterable of batches, or None")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ExperimentError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.lr is not None and not (_finite(self.lr) and self.lr > 0):
+            raise ExperimentError(f"lr must be a positive number, got {self.lr!r}")
+        if not (_finite(self.eta_min) and self.eta_min >= 0):
+            raise ExperimentError(f"eta_min must be a number >= 0, got {self.eta_min!r}")
+        if self.interval not in ("epoch", "batch"):
+            raise ExperimentError(f"interval must be 'epoch' or 'batch', got {self.interval!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ExperimentError(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        if not isinstance(self.T_mult, int) or self.T_mult < 1:
+            raise ExperimentError(f"T_mult must be an integer >= 1, got {self.T_mult!r}")
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise ExperimentError(f"seed must be an integer or None, got {self.seed!r}")
+        for name, fn in self.metrics.items():
+            if not callable(fn):
+                raise ExperimentError(f"metric {name!r} must be callable(outputs, targets)")
+
+    def with_overrides(self, **overrides: Any) -> Experiment:
+        """A copy with the non-None overrides applied (command-line options)."""
+        known = {f.name for f in fields(self)}
+        changes = {k: v for k, v in overrides.items() if v is not None and k in known}
+        return replace(self, **changes)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.optimizer is None:
+            return torch.optim.SGD(params, lr=self.lr or 0.1, momentum=0.9)
+        opt = self.optimizer(params)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ExperimentError(
+                f"optimizer must be a factory params -> torch.optim.Optimizer, got {type(opt).__name__}"
+            )
+        if self.lr is not None:
+            # An explicit lr sets group 0's LR; other groups keep their ratio to it.
+            scale = self.lr / opt.param_groups[0]["lr"]
+            for group in opt.param_groups:
+                group["lr"] *= scale
+        return opt
+
+
+class ExperimentError(Exception):
+    """An experiment that cannot be loaded or used; the message says why and what is expected."""
+
+
+def _iterable(obj: Any) -> bool:
+    return hasattr(obj, "__iter__")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+EXPECTED = "a function taking no arguments that returns cosinetui.Experiment(model=..., train_data=...)"
+
+
+def load_experiment(target: str, entry: str = "experiment") -> Experiment:
+    """Load ``path/to/file.py`` (calling its ``entry``) or ``package.module:function``.
+
+    Every failure raises ExperimentError naming the target and the problem; the original
+    exception is chained for ``--debug``.
+    """
+    if target.endswith(".py") or "/" in target or Path(target).is_file():
+        module = _import_file(Path(target))
+        where = target
+    else:
+        mod_name, _, func = target.partition(":")
+        entry = func or entry
+        try:
+            module = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise ExperimentError(f"{target}: cannot import module {mod_name!r}: {exc}") from exc
+        except Exception as exc:
+            raise ExperimentError(f"{target}: importing it raised {type(exc).__name__}: {exc}") from exc
+        where = mod_name
+    factory = getattr(module, entry, None)
+    if factory is None:
+        raise ExperimentError(f"{where}: no function {entry!r}; expected {EXPECTED}")
+    if not callable(factory):
+        raise ExperimentError(f"{where}: {entry!r} is not callable; expected {EXPECTED}")
+    try:
+        exp = factory()
+    except Exception as exc:
+        raise ExperimentError(f"{where}: {entry}() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(exp, Experiment):
+        raise ExperimentError(
+            f"{where}: {entry}() returned {type(exp).__name__}; expected cosinetui.Experiment"
+        )
+    try:
+        exp.validate()
+    except ExperimentError as exc:
+        raise ExperimentError(f"{where}: {exc}") from None
+    return exp
+
+
+def _import_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ExperimentError(f"{path}: no such file")
+    name = f"cosinetui_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ExperimentError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # Let the file import its neighbours, as `python file.py` would.
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ExperimentError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:
+        raise ExperimentError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from exc
+    return module

@@ -1,0 +1,90 @@
+"""Headless output: one line per epoch, plus alerts and command results.
+
+Used with --headless and whenever stdout is not a terminal, so nohup and Slurm logs stay
+readable: no progress bars, no escape codes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from cosinetui.events import (
+    Alert,
+    CheckpointWritten,
+    CommandRefused,
+    EpochEnd,
+    Event,
+    Failed,
+    Finished,
+    Paused,
+    Resumed,
+    RunStarted,
+    ScheduleChanged,
+)
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return "nan"
+    return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.3e}"
+
+
+def format_event(event: Event) -> str | None:
+    """The line printed for an event, or None for events that stay silent (batch chunks)."""
+    if isinstance(event, RunStarted):
+        what = "resumed" if event.start_epoch or event.global_step else "started"
+        return (
+            f"run {event.run_name} {what}: {event.epochs} epochs on {event.device}, "
+            f"{event.param_count:,} parameters, torch {event.torch_version}; dir {event.run_dir}"
+        )
+    if isinstance(event, EpochEnd):
+        extra = "".join(f" {k} {_num(v)}" for k, v in event.metrics.items())
+        return (
+            f"epoch {event.epoch:>4}  train {_num(event.train_loss)}  val {_num(event.val_loss)}"
+            f"  lr {event.lr:.3e}  {event.seconds:.1f}s  {event.samples_per_s:,.0f}/s{extra}"
+        )
+    if isinstance(event, Alert):
+        tail = f" -> {event.suggestion}" if event.suggestion else ""
+        return f"{event.severity.upper()} {event.kind} (epoch {event.epoch}): {event.message}{tail}"
+    if isinstance(event, ScheduleChanged):
+        args = ", ".join(f"{k}={v}" for k, v in event.args.items())
+        return f"schedule: {event.op}({args}) at step {event.step}; lr now {_num(event.lrs[0] if event.lrs else None)}"
+    if isinstance(event, CommandRefused):
+        return f"refused {event.command.get('type')}: {event.reason}"
+    if isinstance(event, Paused):
+        return f"paused at step {event.step} ({event.reason})"
+    if isinstance(event, Resumed):
+        return f"resumed at step {event.step}"
+    if isinstance(event, CheckpointWritten):
+        return None if event.reason == "epoch" else f"checkpoint ({event.reason}): {event.path}"
+    if isinstance(event, Finished):
+        best = f"; best val {_num(event.best_val_loss)}" if event.best_val_loss is not None else ""
+        return f"finished ({event.reason}) after {event.epoch} epochs, {event.step} steps{best}"
+    if isinstance(event, Failed):
+        return f"FAILED at epoch {event.epoch + 1}, step {event.step}: {event.error}\n{event.traceback}"
+    return None
+
+
+def print_events(session, write: Callable[[str], None], poll: float = 0.5) -> Event | None:  # noqa: ANN001
+    """Print the session's events until the run ends; returns the final event."""
+    last: Event | None = None
+    while True:
+        event = session.next_event(timeout=poll)
+        if event is None:
+            if session.done:
+                for event in session.drain():
+                    line = format_event(event)
+                    if line:
+                        write(line)
+                    last = event
+                return last
+            continue
+        line = format_event(event)
+        if line:
+            write(line)
+        if isinstance(event, (Finished, Failed)):
+            return event
+        last = event

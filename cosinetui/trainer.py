@@ -1,0 +1,493 @@
+"""The training loop. It runs in a worker thread, emits events and applies commands between
+batches. Read ``_run`` top to bottom for the whole story.
+
+Host syncs: batch losses stay on the device and are copied to the host once per chunk
+(about ten times a second), never per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cosinetui import store
+from cosinetui.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from cosinetui.diagnostics import Monitor
+from cosinetui.events import (
+    AdjustSchedule,
+    BatchChunk,
+    CheckpointWritten,
+    Command,
+    CommandRefused,
+    EpochEnd,
+    Event,
+    Failed,
+    Finished,
+    Pause,
+    Paused,
+    Resume,
+    Resumed,
+    RunStarted,
+    SaveCheckpoint,
+    ScheduleChanged,
+    Stop,
+    to_json,
+)
+from cosinetui.experiment import Experiment
+from cosinetui.history import History
+from cosinetui.schedule import AdjustableCosineLR
+
+CHUNK_SECONDS = 0.1  # at most ~10 batch chunks a second
+
+# A skipped non-finite step, or a resume at an epoch's last batch, legitimately steps the
+# scheduler before the optimizer; torch's order warning would only confuse the user.
+warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+
+
+@dataclass
+class TrainerOptions:
+    run_dir: Path
+    device: str = "auto"
+    amp: bool = False
+    on_nan: str = "pause"  # pause | stop | continue
+    checkpoint_every: int = 1  # epochs; 0 = only on stop/pause/signal/end
+    resume: bool = False
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    while isinstance(batch, (list, tuple)) and batch:
+        batch = batch[0]
+    if isinstance(batch, dict) and batch:
+        batch = next(iter(batch.values()))
+    if isinstance(batch, torch.Tensor) and batch.dim() > 0:
+        return int(batch.shape[0])
+    return 1
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class Trainer:
+    """Trains ``experiment``; ``listeners`` receive every event (from the trainer thread).
+
+    Every event is also appended to the run's metrics log, which is flushed at each epoch end
+    and after each command, so the log and the live consumers see the same stream.
+    """
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        options: TrainerOptions,
+        listeners: list[Callable[[Event], None]] | None = None,
+    ) -> None:
+        self.exp = experiment
+        self.opts = options
+        self.listeners = list(listeners or [])
+        self.run_dir = Path(options.run_dir)
+        self.device = pick_device(options.device)
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._paused = False
+        self._stop_reason: str | None = None
+        self.history = History()
+        self.monitor = Monitor()
+        self.epoch = 0  # completed epochs
+        self.step = 0  # global batches trained
+        self.batch_in_epoch = 0
+        self._pending: list[torch.Tensor] = []
+        self._pending_lrs: list[float] = []
+        self._pending_weights: list[int] = []
+        self._chunk_start = 0
+        self._last_flush = 0.0
+        self._epoch_loss_sum = 0.0
+        self._epoch_samples = 0
+        self._epoch_rng: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ outside API
+
+    def send(self, command: Command) -> None:
+        """Thread-safe: the command is applied at the next batch boundary."""
+        self._commands.put(command)
+        self._wake.set()
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        self.send(Stop(reason))
+
+    def run(self) -> None:
+        """The thread body. Never raises: a failure becomes a ``Failed`` event."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.log = store.MetricsLog(self.run_dir / store.METRICS)
+        except OSError as exc:
+            event = Failed(0, 0, f"cannot write the run directory: {exc}")
+            for listener in self.listeners:
+                listener(event)
+            return
+        try:
+            self._run()
+        except _StopTraining:
+            self._finish(self._stop_reason or "stopped")
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self.log.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        exp = self.exp
+        if exp.seed is not None:
+            torch.manual_seed(exp.seed)
+        self.model = exp.model.to(self.device)
+        self.optimizer = exp.make_optimizer()
+        steps_per_epoch = _len_or_zero(exp.train_data)
+        per_epoch = steps_per_epoch if exp.interval == "batch" else 1
+        t_max = exp.epochs * per_epoch
+        if t_max <= exp.warmup:
+            raise ValueError(f"warmup ({exp.warmup}) must be shorter than the schedule ({t_max} steps)")
+        self.scheduler = AdjustableCosineLR(
+            self.optimizer,
+            T_max=t_max,
+            eta_min=exp.eta_min,
+            warmup_steps=exp.warmup,
+            warmup_start_factor=exp.warmup_start_factor,
+            restarts=exp.restarts,
+            T_mult=exp.T_mult,
+        )
+        self.amp_dtype, self.scaler = self._amp_setup()
+        skip_batches = 0
+        if self.opts.resume:
+            skip_batches = self._load()
+        self._emit(
+            RunStarted(
+                run_name=exp.name,
+                run_dir=str(self.run_dir),
+                device=str(self.device),
+                torch_version=torch.__version__,
+                param_count=sum(p.numel() for p in self.model.parameters()),
+                epochs=exp.epochs,
+                steps_per_epoch=steps_per_epoch,
+                interval=exp.interval,
+                schedule=self.scheduler.state_dict(),
+                config=store.read_config(self.run_dir) if (self.run_dir / store.CONFIG).exists() else {},
+                start_epoch=self.epoch,
+                global_step=self.step,
+                time=time.time(),
+            )
+        )
+        self.log.flush()
+        for epoch in range(self.epoch, exp.epochs):
+            self._train_epoch(epoch + 1, skip_batches)
+            skip_batches = 0
+            val_loss, metrics = self._validate()
+            self._end_epoch(epoch + 1, val_loss, metrics)
+        self._finish("completed")
+
+    def _train_epoch(self, epoch: int, skip: int) -> None:
+        exp = self.exp
+        self.model.train()
+        if skip:
+            # Resuming mid-epoch: replay the loader's order from the epoch's start, skip what
+            # was already trained, then continue with the RNG state of the interruption.
+            restore_rng(self._epoch_rng)
+            batches = iter(exp.train_data)
+            for _ in range(skip):
+                next(batches)
+            restore_rng(self._resume_rng)
+        else:
+            self._epoch_rng = capture_rng()
+            self._epoch_loss_sum, self._epoch_samples = 0.0, 0
+            self.batch_in_epoch = 0
+            batches = iter(exp.train_data)
+        self._epoch_started = time.perf_counter()
+        self._epoch_trained_samples = 0
+        self._chunk_start, self._last_flush = self.step, time.monotonic()
+        for batch in batches:
+            self._between_batches(epoch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            n = _batch_size(batch)
+            loss = self._train_batch(to_device(batch, self.device))
+            self._pending.append(loss)
+            self._pending_lrs.append(lr)
+            self._pending_weights.append(n)
+            self.step += 1
+            self.batch_in_epoch += 1
+            self._epoch_trained_samples += n
+            if exp.interval == "batch":
+                self.scheduler.step()
+            if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
+                self._flush_batches(epoch)
+        self._flush_batches(epoch)
+        self._between_batches(epoch)
+
+    def _train_batch(self, batch: Any) -> torch.Tensor:
+        exp = self.exp
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            if exp.train_step is not None:
+                loss = exp.train_step(self.model, batch)
+            else:
+                inputs, targets = batch[0], batch[1]
+                loss = exp.loss_fn(self.model(inputs), targets)
+        loss = loss.detach().float() if not loss.requires_grad else loss
+        finite = torch.isfinite(loss.detach())
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)  # skips non-finite steps itself
+            self.scaler.update()
+        elif self.device.type == "cuda":
+            loss.backward()
+            # No host sync: a non-finite batch contributes no gradient instead of a branch.
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.masked_fill_(~finite, 0.0)
+            self.optimizer.step()
+        else:
+            loss.backward()
+            if bool(finite):  # free on CPU/MPS: no asynchronous queue to stall
+                self.optimizer.step()
+        return loss.detach().float()
+
+    def _flush_batches(self, epoch: int) -> None:
+        """Copy the pending batch losses to the host in one transfer and emit a chunk."""
+        if not self._pending:
+            return
+        losses = torch.stack(self._pending).cpu().tolist()
+        lrs, weights = tuple(self._pending_lrs), self._pending_weights
+        self._pending, self._pending_lrs, self._pending_weights = [], [], []
+        first = self._chunk_start
+        self._chunk_start, self._last_flush = self.step, time.monotonic()
+        bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+        for v, w in zip(losses, weights):
+            if math.isfinite(v):
+                self._epoch_loss_sum += v * w
+                self._epoch_samples += w
+        self._emit(BatchChunk(epoch, first, tuple(losses), lrs, self.batch_in_epoch))
+        if bad and self.opts.on_nan != "continue":
+            step = first + bad[0]
+            if self.opts.on_nan == "stop":
+                self._stop_reason = "nan"
+            else:
+                self._paused = True
+                self._emit(Paused(epoch, step, reason="nan"))
+                self._checkpoint("pause")
+                self.log.flush()
+
+    def _validate(self) -> tuple[float | None, dict[str, float]]:
+        exp = self.exp
+        if exp.val_data is None:
+            return None, {}
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        sums = {name: torch.zeros((), device=self.device) for name in exp.metrics}
+        count = 0
+        with torch.no_grad(), torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        ):
+            for batch in exp.val_data:
+                n = _batch_size(batch)
+                batch = to_device(batch, self.device)
+                if exp.eval_step is not None:
+                    out = exp.eval_step(self.model, batch)
+                    loss, outputs, targets = out if isinstance(out, tuple) else (out, None, None)
+                else:
+                    outputs, targets = self.model(batch[0]), batch[1]
+                    loss = exp.loss_fn(outputs, targets)
+                total += loss.detach().float() * n
+                if outputs is not None:
+                    for name, fn in exp.metrics.items():
+                        sums[name] += torch.as_tensor(fn(outputs, targets), device=self.device).float() * n
+                count += n
+        if count == 0:
+            return None, {}
+        values = torch.stack([total, *sums.values()]).cpu().tolist()  # one host sync
+        return values[0] / count, {k: v / count for k, v in zip(sums, values[1:])}
+
+    def _end_epoch(self, epoch: int, val_loss: float | None, metrics: dict[str, float]) -> None:
+        seconds = time.perf_counter() - self._epoch_started
+        lr = self._pending_lrs[-1] if self._pending_lrs else self.history.lrs[-1] if len(self.history.lrs) else self.optimizer.param_groups[0]["lr"]
+        train = self._epoch_loss_sum / self._epoch_samples if self._epoch_samples else math.nan
+        if self.exp.interval == "epoch":
+            self.scheduler.step()
+        self.epoch, self.batch_in_epoch = epoch, 0
+        self._emit(
+            EpochEnd(
+                epoch=epoch,
+                train_loss=train,
+                val_loss=val_loss,
+                lr=lr,
+                seconds=seconds,
+                samples_per_s=self._epoch_trained_samples / seconds if seconds > 0 else 0.0,
+                step=self.step,
+                metrics=metrics,
+            )
+        )
+        every = self.opts.checkpoint_every
+        if every and (epoch % every == 0 or epoch == self.exp.epochs):
+            self._checkpoint("epoch")
+        self.log.flush()
+
+    # ------------------------------------------------------------------ commands
+
+    def _between_batches(self, epoch: int) -> None:
+        """Apply queued commands; while paused, block (no busy wait) until resumed or stopped."""
+        while True:
+            self._wake.clear()
+            handled = False
+            while True:
+                try:
+                    cmd = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                handled = True
+                self._apply(cmd, epoch)
+            if handled:
+                self.log.flush()
+            if self._stop_reason is not None:
+                raise _StopTraining
+            if not self._paused:
+                return
+            self._wake.wait()
+
+    def _apply(self, cmd: Command, epoch: int) -> None:
+        if isinstance(cmd, Pause):
+            if not self._paused:
+                self._flush_batches(epoch)
+                self._paused = True
+                self._emit(Paused(epoch, self.step, reason="user"))
+                self._checkpoint("pause")
+        elif isinstance(cmd, Resume):
+            if self._paused:
+                self._paused = False
+                self._emit(Resumed(epoch, self.step))
+        elif isinstance(cmd, Stop):
+            self._stop_reason = cmd.reason
+        elif isinstance(cmd, SaveCheckpoint):
+            self._flush_batches(epoch)
+            self._checkpoint("user")
+        elif isinstance(cmd, AdjustSchedule):
+            try:
+                self.scheduler.apply(cmd.op, dict(cmd.args))
+            except (ValueError, TypeError) as exc:
+                self._emit(CommandRefused(to_json(cmd), str(exc)))
+                return
+            state = self.scheduler.state_dict()
+            self._emit(
+                ScheduleChanged(
+                    step=self.scheduler.last_epoch,
+                    op=cmd.op,
+                    args=dict(cmd.args),
+                    schedule=state,
+                    lrs=tuple(g["lr"] for g in self.optimizer.param_groups),
+                )
+            )
+        else:
+            self._emit(CommandRefused(to_json(cmd), f"unknown command {cmd!r}"))
+
+    # ------------------------------------------------------------------ events and state
+
+    def _emit(self, event: Event) -> None:
+        self.log.write(event)
+        self.history.apply(event)
+        for listener in self.listeners:
+            listener(event)
+        if isinstance(event, (BatchChunk, EpochEnd)):
+            for alert in self.monitor.update(self.history):
+                self._emit(alert)
+
+    def _checkpoint(self, reason: str) -> None:
+        path = self.run_dir / store.CHECKPOINT
+        save_checkpoint(
+            path,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            epoch=self.epoch,
+            step=self.step,
+            batch_in_epoch=self.batch_in_epoch,
+            epoch_loss=(self._epoch_loss_sum, self._epoch_samples),
+            epoch_rng=self._epoch_rng if self.batch_in_epoch else None,
+        )
+        self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
+
+    def _load(self) -> int:
+        ck = load_checkpoint(self.run_dir / store.CHECKPOINT, self.device)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        if self.scaler is not None and ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        self.epoch, self.step = ck["epoch"], ck["step"]
+        self.batch_in_epoch = ck["batch_in_epoch"]
+        self._epoch_loss_sum, self._epoch_samples = ck["epoch_loss"]
+        self._epoch_rng = ck.get("epoch_rng")
+        self._resume_rng = ck["rng"]
+        if self.batch_in_epoch == 0:
+            restore_rng(ck["rng"])
+        return self.batch_in_epoch
+
+    def _amp_setup(self) -> tuple[torch.dtype | None, Any]:
+        if not self.opts.amp:
+            return None, None
+        if self.device.type != "cuda":
+            raise ValueError(f"--amp needs a CUDA device (this run uses {self.device})")
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, None  # no loss scaling needed, so no per-step host sync
+        return torch.float16, torch.amp.GradScaler("cuda")
+
+    def _finish(self, reason: str) -> None:
+        self._flush_batches(self.epoch + 1)
+        self._checkpoint("stop" if reason != "completed" else "finished")
+        best = self.history.best_epoch
+        self._emit(
+            Finished(self.epoch, self.step, reason, best.val_loss if best else None)
+        )
+
+    def _fail(self, exc: BaseException) -> None:
+        tb = traceback.format_exc()
+        try:
+            self._pending.clear()
+            if hasattr(self, "scheduler"):
+                self._checkpoint("failure")
+        except Exception:  # noqa: BLE001 - the original failure is what matters
+            tb += "\n(checkpoint on failure also failed)\n" + traceback.format_exc()
+        self._emit(Failed(self.epoch, self.step, f"{type(exc).__name__}: {exc}", tb))
+
+
+def _len_or_zero(data: Any) -> int:
+    try:
+        return len(data)
+    except TypeError:
+        return 0
