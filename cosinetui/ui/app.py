@@ -1,0 +1,342 @@
+"""The dashboard app: drains the session's events on a timer, keeps its own History, and sends
+commands. It never touches the trainer; a read-only session (a recorded run) disables controls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static
+
+from cosinetui.events import (
+    AdjustSchedule,
+    Command,
+    Pause,
+    Resume,
+    SaveCheckpoint,
+    Stop,
+    command_from_json,
+    to_json,
+)
+from cosinetui.history import History
+from cosinetui.session import Session
+from cosinetui.ui import schedule_view
+from cosinetui.ui.format import fmt_lr
+from cosinetui.ui.messages import FixRequested
+from cosinetui.ui.screens.adjust import ScheduleForm
+from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
+from cosinetui.ui.series import Axis
+from cosinetui.ui.widgets.alerts import FIX_KEYS, AlertsPanel
+from cosinetui.ui.widgets.epoch_table import EpochTable
+from cosinetui.ui.widgets.plots import LossPlot, LRPlot, preview_data
+from cosinetui.ui.widgets.progress import EpochProgress
+from cosinetui.ui.widgets.status import StatusLine
+
+MIN_WIDTH, MIN_HEIGHT = 60, 20
+POLL_SECONDS = 0.125  # 8 Hz: fresh enough to read, cheap when nothing changed
+CONTROLS = {"pause", "resume", "adjust", "restart", "checkpoint"}
+
+
+class CosineApp(App[int]):
+    """``CosineApp(session).run()``; the return value is the exit code (1 if the run failed)."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "cosinetui"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("space,p", "pause", "pause", id="pause"),
+        Binding("space,p", "resume", "resume", id="resume"),
+        Binding("a", "adjust", "adjust", id="adjust"),
+        Binding("r", "restart", "restart", id="restart"),
+        Binding("s", "checkpoint", "save", id="checkpoint"),
+        Binding("l", "log_scale", "log y", id="log_scale"),
+        Binding("q", "quit_dialog", "quit", id="quit"),
+        Binding("ctrl+c", "quit_dialog", "quit", id="quit_ctrl_c", show=False, priority=True),
+        Binding("ctrl+q", "quit_dialog", "quit", id="quit_ctrl_q", show=False, priority=True),
+        *(
+            Binding(key, f"fix('{key}')", f"fix {key}", id=f"fix_{key}", show=False)
+            for key in FIX_KEYS
+        ),
+    ]
+
+    def __init__(self, session: Session, *, handle_signals: bool = False) -> None:
+        super().__init__()
+        self.session = session
+        self.history = History()
+        self.handle_signals = handle_signals
+        self.stopping = ""  # the reason of a Stop sent, "" while none was
+        self.polls = 0
+        self._changed = asyncio.Event()
+        self._version = -1
+        self._refusals_seen = 0
+        self._changes_seen = 0
+        self._checkpoint_seen: Any = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dashboard"):
+            yield StatusLine(id="status")
+            with Horizontal(id="plots"):
+                yield LossPlot(id="loss-plot")
+                yield LRPlot(id="lr-plot")
+            with Horizontal(id="lower"):
+                yield EpochTable(id="epochs")
+                yield AlertsPanel(id="alerts")
+            yield EpochProgress(id="progress")
+        yield Static(id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(
+            "#loss-plot"
+        ).border_title = "loss [$accent]━[/] train [#ff8700]━[/] val [dim]━[/] batch"
+        self.query_one(
+            "#lr-plot"
+        ).border_title = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
+        self.query_one("#epochs").border_title = "epochs"
+        self.query_one("#alerts").border_title = "warnings"
+        self.session.start()
+        self.set_interval(POLL_SECONDS, self.poll)
+        self._check_size()
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.hang_up)
+        self.poll()
+
+    def on_resize(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        width, height = self.size
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        self.screen.set_class(small, "-too-small")
+        if small:
+            self.query_one("#too-small", Static).update(
+                f"terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT}, have {width}x{height})\n"
+                "training continues; enlarge the window or press q to quit"
+            )
+
+    # ------------------------------------------------------------------ events in
+
+    def poll(self) -> None:
+        """Drain the session and redraw what changed. Runs on the timer, never blocks."""
+        self.polls += 1
+        events = self.session.drain()
+        history = self.history
+        if events:
+            history.extend(events)
+            self._announce()
+        status = self.query_one(StatusLine)
+        note = "stopping…" if self.stopping and history.end is None else ""
+        status.update_from(history, note)
+        self.query_one(LossPlot).update_from(history)
+        self.query_one(LRPlot).update_from(history)
+        if history.version != self._version:
+            self._version = history.version
+            self.query_one(EpochTable).update_from(history)
+            self.query_one(EpochProgress).update_from(history)
+            self.query_one(AlertsPanel).update_from(history)
+            self.refresh_bindings()
+        if self.stopping and (history.end is not None or self.session.done):
+            self.exit(self.exit_code)
+        if events:
+            self._changed.set()
+
+    def _announce(self) -> None:
+        """Toasts for acknowledgements: a schedule change, a refused command, a checkpoint."""
+        history = self.history
+        for refusal in history.refusals[self._refusals_seen :]:
+            what = refusal.command.get("op") or refusal.command.get("type", "command")
+            self.notify(refusal.reason, title=f"{what} refused", severity="error", timeout=8)
+        self._refusals_seen = len(history.refusals)
+        for change in history.schedule_changes[self._changes_seen :]:
+            if self._changes_seen or not self.session.read_only:
+                self.notify(f"{change.op} at step {change.step}", title="schedule changed")
+        self._changes_seen = len(history.schedule_changes)
+        checkpoint = history.last_checkpoint
+        if checkpoint is not None and checkpoint is not self._checkpoint_seen:
+            self._checkpoint_seen = checkpoint
+            if checkpoint.reason == "user":
+                self.notify(
+                    f"epoch {checkpoint.epoch}: {checkpoint.path}", title="checkpoint saved"
+                )
+
+    async def wait_until(self, predicate: Callable[[History], bool], timeout: float = 30.0) -> None:
+        """Wait (without blocking the app) until the history satisfies ``predicate``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self.history):
+            self._changed.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"history never satisfied {predicate!r}")
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.history.state == "failed" else 0
+
+    @property
+    def run_over(self) -> bool:
+        return self.history.end is not None or (self.session.done and not self.session.read_only)
+
+    # ------------------------------------------------------------------ commands out
+
+    def send(self, command: Command) -> None:
+        self.session.send(command)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in CONTROLS:
+            if self.session.read_only or self.run_over or self.stopping:
+                return False
+            if action == "pause":
+                return self.history.state != "paused"
+            if action == "resume":
+                return self.history.state == "paused"
+        if action == "fix":
+            if self.session.read_only or self.run_over or self.stopping:
+                return False
+            return parameters[0] in self.query_one(AlertsPanel).keys
+        return True
+
+    def action_pause(self) -> None:
+        self.send(Pause())
+        self.notify("pausing at the next batch", timeout=2)
+
+    def action_resume(self) -> None:
+        self.send(Resume())
+
+    def action_checkpoint(self) -> None:
+        self.send(SaveCheckpoint())
+        self.notify("checkpoint requested", timeout=2)
+
+    def action_log_scale(self) -> None:
+        plot = self.query_one(LossPlot)
+        plot.log_scale = not plot.log_scale
+        plot.update_from(self.history)
+
+    def action_adjust(self, op: str = "reanneal", args: dict[str, Any] | None = None) -> None:
+        schedule = schedule_view.load(self.history)
+        if schedule is None:
+            self.notify("the run has not started yet", severity="warning")
+            return
+        self.push_screen(ScheduleForm(self.history, schedule, op=op, args=args), self._adjusted)
+
+    def _adjusted(self, command: AdjustSchedule | None) -> None:
+        if command is not None:
+            self.send(command)
+            self.notify(
+                f"{command.op} sent; the plan changes when the trainer applies it", timeout=3
+            )
+
+    def action_restart(self) -> None:
+        schedule = schedule_view.load(self.history)
+        if schedule is None:
+            self.notify("the run has not started yet", severity="warning")
+            return
+        axis = Axis.of(self.history)
+        fills = schedule_view.prefills(schedule, axis)["restart"]
+        texts = {name: fill.text for name, fill in fills.items()}
+        implicit = {name for name, fill in fills.items() if fill.implicit}
+        result = schedule_view.check(schedule, "restart", texts, implicit)
+        if not result.ok:
+            message = next(iter(result.errors.values()))
+            self.notify(message, title="restart not possible", severity="error")
+            return
+        steps = result.args.get("steps", schedule.config["T_max"])
+        question = (
+            f"LR back to {fmt_lr(schedule.base_lrs[0])}, then a cosine down to "
+            f"{fmt_lr(schedule.config['eta_min'])} over {steps} steps "
+            f"({'epochs' if axis.interval == 'epoch' else 'batches'}). "
+            "Press a for other values."
+        )
+        preview = preview_data(self.history, schedule, result.preview, 60)
+        command = AdjustSchedule("restart", dict(result.args))
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._adjusted(command)
+
+        self.push_screen(
+            RestartScreen(question, preview, ("restart", self.history.version)), confirmed
+        )
+
+    def action_fix(self, key: str) -> None:
+        alert = self.query_one(AlertsPanel).keys.get(key)
+        if alert is not None and alert.action:
+            self.post_message(FixRequested(alert.action))
+
+    def on_fix_requested(self, message: FixRequested) -> None:
+        action = message.action
+        try:
+            command = command_from_json(action)
+        except ValueError as exc:
+            self.notify(str(exc), title="cannot apply the fix", severity="error")
+            return
+        if isinstance(command, AdjustSchedule):
+            self.action_adjust(command.op, command.args)
+        else:
+            self.send(command)
+            self.notify(f"sent {to_json(command)['type']}", timeout=2)
+
+    # ------------------------------------------------------------------ leaving
+
+    def action_quit_dialog(self) -> None:
+        if isinstance(self.screen, QuitScreen):  # a second Ctrl+C confirms
+            self.screen.dismiss(True)
+            return
+        if self.session.read_only or self.run_over:
+            self.exit(self.exit_code)
+            return
+        if self.stopping:
+            self.notify("stopping: waiting for the checkpoint", timeout=2)
+            return
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self.stop("stopped")
+
+        self.push_screen(QuitScreen(), answered)
+
+    def stop(self, reason: str) -> None:
+        """Ask the trainer to checkpoint and finish; the app exits when it has."""
+        if self.stopping:
+            return
+        self.stopping = reason
+        self.send(Stop(reason))
+        self.refresh_bindings()
+        self.poll()
+
+    def hang_up(self) -> None:
+        """SIGHUP (the terminal went away) or SIGTERM: checkpoint and end, nothing half-written."""
+        if self.session.read_only or self.run_over:
+            self.exit(self.exit_code)
+        else:
+            self.stop("signal")
+
+    async def action_quit(self) -> None:
+        self.action_quit_dialog()
+
+
+def run_dashboard(session: Session, *, mouse: bool = True) -> int:
+    """Run the dashboard on ``session`` until the user quits or a signal ends it.
+
+    Returns 0 when the run finished or was stopped, 1 when it failed.
+    """
+    app = CosineApp(session, handle_signals=True)
+    code = app.run(mouse=mouse)
+    if code is None:
+        code = app.exit_code
+    return int(code)

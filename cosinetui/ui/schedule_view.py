@@ -1,0 +1,190 @@
+"""The schedule as the dashboard sees it: where it stands now, what each form field starts at,
+and what an adjustment would do, computed on a copy (nothing here touches the trainer).
+
+Steps are scheduler steps (epochs or batches, see ``Axis``). The schedule state in a History
+is the one of the last change, so its ``step`` is stale; ``now`` comes from the History.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cosinetui.history import History
+from cosinetui.schedule import CosineSchedule
+from cosinetui.ui.format import fmt_number
+from cosinetui.ui.series import Axis, sample_steps
+
+OPERATIONS = ("reanneal", "retime", "restart")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One argument of an operation, as a form field."""
+
+    name: str
+    label: str
+    kind: type  # int or float
+    help: str
+
+
+FIELDS: dict[str, tuple[Field, ...]] = {
+    "reanneal": (
+        Field("steps", "steps", int, "steps from now to the floor"),
+        Field("eta_min", "floor (eta_min)", float, "LR at the end"),
+        Field("factor", "factor", float, "x the current LR to start from"),
+    ),
+    "retime": (Field("T_max", "end (T_max)", int, "step where the cosine ends"),),
+    "restart": (
+        Field("steps", "steps", int, "length, warmup included"),
+        Field("peak_lr", "peak LR", float, "LR to restart at"),
+        Field("eta_min", "floor (eta_min)", float, "LR at the end"),
+        Field("warmup_steps", "warmup", int, "linear ramp steps"),
+    ),
+}
+
+DESCRIPTIONS = {
+    "reanneal": "Cosine from the current LR (x factor) down to the floor over steps.",
+    "retime": "Keep peak and floor; stretch or shorten the cosine to end at T_max.",
+    "restart": "Warm restart: back to the peak, then a new cosine over steps.",
+}
+
+
+def load(history: History) -> CosineSchedule | None:
+    """The run's schedule moved to the current step, or None before the run started."""
+    if history.schedule is None:
+        return None
+    schedule = CosineSchedule.from_state(history.schedule)
+    schedule.step = max(schedule.step, Axis.of(history).sched_now(history))
+    return schedule
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """A field's starting text; ``implicit`` when sending nothing means the same."""
+
+    text: str
+    implicit: bool
+
+
+def prefills(schedule: CosineSchedule, axis: Axis) -> dict[str, dict[str, Prefill]]:
+    """Each operation's fields, filled from the schedule as it stands at ``schedule.step``."""
+    now = schedule.step
+    seg = schedule.segments[-1]
+    for candidate in schedule.segments:
+        if candidate.start <= now:
+            seg = candidate
+    left_in_segment = seg.end - now
+    left_in_run = max(axis.sched_end - now, 1)
+    base = schedule.base_lrs[0]
+    return {
+        "reanneal": {
+            "steps": Prefill(
+                str(left_in_segment if left_in_segment > 0 else left_in_run), left_in_segment > 0
+            ),
+            "eta_min": Prefill(fmt_number(seg.floor[0]), True),
+            "factor": Prefill("1", True),
+        },
+        "retime": {
+            "T_max": Prefill(str(max(schedule.end_step, now + 1)), False),
+        },
+        "restart": {
+            "steps": Prefill(str(left_in_run), False),
+            "peak_lr": Prefill(fmt_number(base), True),
+            "eta_min": Prefill(fmt_number(schedule.config["eta_min"]), True),
+            "warmup_steps": Prefill("0", True),
+        },
+    }
+
+
+def parse(field: Field, text: str) -> Any:
+    """The text of a field as a number (None when blank); ValueError names the field.
+
+    Only "is it a number" is checked here; ranges are the schedule's business.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{field.name} must be a number, got {text!r}") from None
+    if field.kind is int and value.is_integer():
+        return int(value)
+    return value
+
+
+def field_of(message: str, op: str) -> str | None:
+    """Which field of ``op`` an error message is about (the schedule names the argument first)."""
+    names = sorted((f.name for f in FIELDS[op]), key=len, reverse=True)
+    for name in names:
+        if message.startswith(name):
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class Check:
+    args: dict[str, Any]
+    errors: dict[str, str]  # field name (or "" for the whole form) -> message
+    preview: CosineSchedule | None  # the schedule after the change, when valid
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.preview is not None
+
+
+def check(schedule: CosineSchedule, op: str, texts: dict[str, str], implicit: set[str]) -> Check:
+    """Parse the fields and try the operation on a copy of the schedule.
+
+    ``implicit`` names fields left at a prefill that the operation's default reproduces; they
+    are not sent, so that per-group values the form cannot show stay as they are.
+    """
+    errors: dict[str, str] = {}
+    args: dict[str, Any] = {}
+    for field in FIELDS[op]:
+        try:
+            value = parse(field, texts.get(field.name, ""))
+        except ValueError as exc:
+            errors[field.name] = str(exc)
+            continue
+        if value is not None and field.name not in implicit:
+            args[field.name] = value
+    if op == "retime" and "T_max" not in args and "T_max" not in errors:
+        errors["T_max"] = "T_max is required"
+    if errors:
+        return Check(args, errors, None)
+    preview = copy(schedule)
+    try:
+        preview.apply(op, args)
+    except ValueError as exc:
+        message = str(exc)
+        return Check(args, {field_of(message, op) or "": message}, None)
+    return Check(args, {}, preview)
+
+
+def copy(schedule: CosineSchedule) -> CosineSchedule:
+    clone = CosineSchedule.from_state(schedule.state_dict())
+    clone.step = schedule.step
+    return clone
+
+
+def horizon(schedule: CosineSchedule, axis: Axis) -> int:
+    """The last scheduler step worth plotting: the run's end, or the plan's if later."""
+    end = axis.sched_end
+    if schedule.end_step > schedule.step:
+        end = max(end, schedule.end_step)
+    return max(end, schedule.step + 1)
+
+
+def planned(
+    schedule: CosineSchedule, start: int, stop: int, points: int
+) -> tuple[list[float], list[float]]:
+    """(scheduler steps, group-0 LRs) sampled over [start, stop], corners kept sharp."""
+    corners = [s.start for s in schedule.segments] + [s.end for s in schedule.segments]
+    steps = sample_steps(start, stop, points, corners)
+    return [float(s) for s in steps], [schedule.lr_at(s)[0] for s in steps]

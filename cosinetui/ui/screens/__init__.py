@@ -1,0 +1,1 @@
+"""Modal screens: the schedule form and the confirmations."""

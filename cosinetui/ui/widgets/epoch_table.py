@@ -1,0 +1,95 @@
+"""The epoch table: one row per finished epoch, best val loss marked, follows the newest row."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from cosinetui.events import EpochEnd
+from cosinetui.history import History
+from cosinetui.ui.format import fmt_duration, fmt_loss, fmt_lr
+
+BEST = " *"
+
+
+class EpochTable(DataTable):
+    """Rows are added incrementally; a resumed run (fewer or replaced epochs) rebuilds them."""
+
+    DEFAULT_CSS = """
+    EpochTable { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="none", zebra_stripes=True, show_cursor=False)
+        self._shown: list[EpochEnd] = []
+        self._metrics: list[str] = []
+        self._best: int | None = None  # row index of the marked val loss
+        self._version = -1
+
+    def on_mount(self) -> None:
+        self.add_column(Text("ep", justify="right"), key="epoch")
+        self.add_column(Text("train", justify="right"), key="train", width=7)
+        self.add_column(Text("val", justify="right"), key="val", width=9)
+        self.add_column(Text("lr", justify="right"), key="lr", width=7)
+        self.add_column(Text("time", justify="right"), key="time", width=5)
+
+    def update_from(self, history: History) -> None:
+        if history.version == self._version:
+            return
+        self._version = history.version
+        epochs = history.epochs
+        shown = self._shown
+        if len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1]):
+            self.clear()
+            shown.clear()
+            self._best = None
+        if len(epochs) == len(shown):
+            return
+        follow = self.is_vertical_scroll_end or not shown
+        new = epochs[len(shown) :]
+        for epoch in new:
+            for name in epoch.metrics:
+                if name not in self._metrics:
+                    self._metrics.append(name)
+                    label = Text(name, justify="right")
+                    self.add_column(label, key=f"m:{name}", width=max(len(name), 6), default="")
+        self.add_rows(
+            [self._cells(e) for e in new],
+        )
+        shown.extend(new)
+        self._mark_best(history)
+        if follow:
+            self.scroll_end(animate=False, x_axis=False)
+
+    def _cells(self, epoch: EpochEnd) -> list[Text | str]:
+        cells: list[Text | str] = [
+            Text(str(epoch.epoch), justify="right"),
+            Text(fmt_loss(epoch.train_loss), justify="right"),
+            Text(fmt_loss(epoch.val_loss) + "  ", justify="right"),
+            Text(fmt_lr(epoch.lr), justify="right"),
+            Text(fmt_duration(epoch.seconds), justify="right"),
+        ]
+        for name in self._metrics:
+            value = epoch.metrics.get(name)
+            cells.append(Text("" if value is None else fmt_loss(value), justify="right"))
+        return cells
+
+    def _mark_best(self, history: History) -> None:
+        best = history.best_epoch
+        index = None if best is None else self._shown.index(best)
+        if index == self._best:
+            return
+        if self._best is not None and self._best < self.row_count:
+            old = self._shown[self._best]
+            self.update_cell_at(
+                (self._best, 2), Text(fmt_loss(old.val_loss) + "  ", justify="right")
+            )
+        if index is not None:
+            label = Text(fmt_loss(best.val_loss), style="bold green", justify="right")
+            label.append(BEST, style="bold green")
+            self.update_cell_at((index, 2), label)
+        self._best = index
+
+    @property
+    def best_row(self) -> int | None:
+        return self._best

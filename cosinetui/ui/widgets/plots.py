@@ -1,0 +1,247 @@
+"""The loss and LR plots (plotext), rebuilt only when their data or size changed.
+
+The app hands each plot new data with ``show(key, data)``; ``key`` identifies the data
+(the History version, the log-scale flag...), so a repeated call is free and a render
+with the same key and size returns the cached text instead of running plotext again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Any
+
+from rich.text import Text
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
+
+from cosinetui.history import History, Series
+from cosinetui.ui import schedule_view
+from cosinetui.ui.format import fmt_tick
+from cosinetui.ui.series import (
+    Axis,
+    Envelope,
+    log10_series,
+    log_ticks,
+    loss_series,
+    nice_ticks,
+    padded,
+    used_lr_series,
+)
+
+TRAIN, VAL, BATCH = "cyan+", "orange+", "gray"
+USED, PLANNED, NOW, PREVIEW = "green+", "gray", "yellow+", "magenta+"
+END = "red"
+
+
+class CachedPlot(PlotextPlot):
+    """A PlotextPlot that runs plotext only when (data key, size, theme) changed."""
+
+    DEFAULT_CSS = """
+    CachedPlot {
+        width: 1fr;
+        height: 1fr;
+        min-height: 4;
+    }
+    """
+
+    empty_text = "no data yet"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._key: Hashable = None
+        self._data: Any = None
+        self._cache: tuple[Hashable, Size, str, Text] | None = None
+        self.builds = 0  # plotext builds, for tests and profiling
+
+    def show(self, key: Hashable, data: Any) -> None:
+        """Plot ``data`` unless ``key`` is what is already shown."""
+        if key == self._key:
+            return
+        self._key, self._data = key, data
+        self.refresh()
+
+    def render(self) -> Text:
+        theme = self._get_plotext_theme_name(self.app.theme)
+        cache = self._cache
+        if cache and cache[0] == self._key and cache[1] == self.size and cache[2] == theme:
+            return cache[3]
+        width, height = self.size
+        if self._data is None or width < 8 or height < 3:
+            text = Text(self.empty_text, style="dim", justify="center")
+        else:
+            plt = self.plt
+            plt.clear_figure()
+            plt.plotsize(width, height)
+            plt._set_size(width, height)
+            plt.theme(theme)
+            if self.draw(plt, self._data, width, height) is False:
+                text = Text(self.empty_text, style="dim", justify="center")
+            else:
+                text = Text.from_ansi(plt.build())
+                self.builds += 1
+        self._cache = (self._key, self.size, theme, text)
+        return text
+
+    def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
+        """Fill the figure; return False when there is nothing to plot."""
+        raise NotImplementedError
+
+
+def _set_axes(
+    plt: Plot,
+    xs: list[float],
+    ys: list[float],
+    height: int,
+    width: int,
+    *,
+    log: bool = False,
+    x_hi: float | None = None,
+) -> None:
+    x_lo, x_top = min(xs), max(xs)
+    if x_hi is not None:
+        x_top = max(x_top, x_hi)
+    y_lo, y_hi = padded(min(ys), max(ys))
+    plt.ylim(y_lo, y_hi)
+    plt.xlim(*padded(x_lo, x_top, 0.0) if x_top > x_lo else padded(x_lo, x_top))
+    yticks = (
+        log_ticks(y_lo, y_hi, max(2, height // 3))
+        if log
+        else nice_ticks(y_lo, y_hi, max(2, height // 3))
+    )
+    plt.yticks(yticks, [fmt_tick(10**t if log else t) for t in yticks])
+    xticks = nice_ticks(x_lo, x_top, max(2, width // 10), integer=x_top - x_lo >= 2)
+    plt.xticks(xticks, [fmt_tick(t) for t in xticks])
+
+
+class LossPlot(CachedPlot):
+    """Train and val loss per epoch, and the smoothed batch loss of the epoch in progress."""
+
+    empty_text = "loss: waiting for the first batches"
+    log_scale: reactive[bool] = reactive(False)
+
+    def update_from(self, history: History) -> None:
+        buckets = max(self.size.width, 20)
+        self.show((history.version, self.log_scale, buckets), loss_series(history, buckets))
+
+    def watch_log_scale(self) -> None:
+        self.border_subtitle = "log10" if self.log_scale else ""
+        self._key = None  # force the next update_from through
+
+    def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
+        parts = [(data.train, TRAIN), (data.val, VAL), (data.batch, BATCH)]
+        if self.log_scale:
+            parts = [(log10_series(s), c) for s, c in parts]
+        parts = [(s, c) for s, c in parts if s.xs]
+        if not parts:
+            return False
+        xs = [x for s, _ in parts for x in s.xs]
+        ys = [y for s, _ in parts for y in s.ys]
+        for series, color in parts:
+            if len(series.xs) == 1:
+                plt.scatter(series.xs, series.ys, marker="●", color=color)
+            else:
+                plt.plot(series.xs, series.ys, marker="braille", color=color)
+        _set_axes(plt, xs, ys, height, width, log=self.log_scale)
+        return None
+
+
+class LRPlot(CachedPlot):
+    """The LR used so far (solid), the plan from now to the end (dotted), a marker at now."""
+
+    empty_text = "LR: waiting for the run to start"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._envelope = Envelope()
+        self._run: object = None
+
+    def update_from(self, history: History) -> None:
+        buckets = max(self.size.width, 20)
+        key = (history.version, buckets)
+        if key == self._key:
+            return
+        if history.run is not self._run:  # a new or resumed run: the buffer was rewritten
+            self._run = history.run
+            self._envelope.reset()
+        self.show(key, lr_plot_data(history, self._envelope, buckets))
+
+    def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
+        used, planned, now, end = data
+        if not used.xs and not planned.xs:
+            return False
+        xs = used.xs + planned.xs
+        ys = used.ys + planned.ys
+        if used.xs:
+            plt.plot(used.xs, used.ys, marker="braille", color=USED)
+        if planned.xs:
+            plt.plot(planned.xs, planned.ys, marker="dot", color=PLANNED)
+        if end is not None:
+            plt.vertical_line(end, color=END)
+        if now is not None:
+            plt.scatter([now[0]], [now[1]], marker="●", color=NOW)
+        _set_axes(plt, xs, ys, height, width)
+        return None
+
+
+def lr_plot_data(history: History, envelope: Envelope, buckets: int) -> tuple:
+    """(used, planned, (x, lr) now or None, x of the run's end when the plan runs past it)."""
+    axis = Axis.of(history)
+    used = used_lr_series(history, envelope, buckets)
+    planned = Series([], [])
+    now = None
+    end = None
+    schedule = schedule_view.load(history)
+    if schedule is not None:
+        start = schedule.step
+        stop = schedule_view.horizon(schedule, axis)
+        steps, lrs = schedule_view.planned(schedule, start, stop, 2 * buckets)
+        planned = Series([axis.sched_x(s) for s in steps], lrs)
+        now = (axis.sched_x(start), schedule.lr_at(start)[0])
+        if stop > axis.sched_end > 0:
+            end = axis.sched_x(axis.sched_end)
+    if now is None and used.xs:
+        now = (used.xs[-1], used.ys[-1])
+    return used, planned, now, end
+
+
+def preview_data(history: History, current: Any, new: Any, buckets: int) -> tuple | None:
+    """The adjust form's preview: (current plan, new plan, x now, x run end) from now on."""
+    if current is None:
+        return None
+    axis = Axis.of(history)
+    start = current.step
+    stop = schedule_view.horizon(current, axis)
+    if new is not None:
+        stop = max(stop, schedule_view.horizon(new, axis))
+    old_steps, old_lrs = schedule_view.planned(current, start, stop, 2 * buckets)
+    old = Series([axis.sched_x(s) for s in old_steps], old_lrs)
+    fresh = Series([], [])
+    if new is not None:
+        steps, lrs = schedule_view.planned(new, start, stop, 2 * buckets)
+        fresh = Series([axis.sched_x(s) for s in steps], lrs)
+    end = axis.sched_x(axis.sched_end) if stop > axis.sched_end > 0 else None
+    return old, fresh, axis.sched_x(start), end
+
+
+class PreviewPlot(CachedPlot):
+    """The schedule form's preview: the current plan (dotted) against the new one."""
+
+    empty_text = "no preview: fix the fields"
+
+    def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
+        old, new, now, end = data
+        if not old.xs:
+            return False
+        plt.plot(old.xs, old.ys, marker="dot", color=PLANNED)
+        if new.xs:
+            plt.plot(new.xs, new.ys, marker="braille", color=PREVIEW)
+        if end is not None:
+            plt.vertical_line(end, color=END)
+        xs, ys = old.xs + new.xs, old.ys + new.ys
+        if not math.isfinite(sum(ys)):
+            return False
+        _set_axes(plt, xs, ys, height, width)
+        return None
