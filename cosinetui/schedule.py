@@ -306,10 +306,14 @@ class CosineSchedule:
     ) -> None:
         """From factor x the current LR, cosine down to eta_min over `steps` more steps."""
         now = self.step
-        cur_seg = self._segments[self._index_at(now)]
+        i = self._index_at(now)
+        cur_seg = self._segments[i]
         factor = _lr("factor", factor)
         if steps is None:
-            left = self._end_of(cur_seg, now) - now
+            end = self._end_of(cur_seg, now)
+            if cur_seg.kind != "cosine" and i + 1 < len(self._segments):
+                end = self._end_of(self._segments[i + 1], now)  # a ramp and its anneal are one plan
+            left = end - now
             if left <= 0:
                 raise ValueError(
                     f"steps: the current segment ended at step {cur_seg.end}, before step {now}; "
@@ -431,21 +435,26 @@ class CosineSchedule:
             raise ValueError(
                 f"unsupported schedule state version {version!r}; this cosinetui reads version {STATE_VERSION}"
             )
-        c = state["config"]
-        s = cls(
-            state["base_lrs"],
-            c["T_max"],
-            c["eta_min"],
-            warmup_steps=c["warmup_steps"],
-            warmup_start_factor=c["warmup_start_factor"],
-            restarts=c["restarts"],
-            T_mult=c["T_mult"],
-            step=state["step"],
-        )
-        s._segments = [Segment.from_dict(d) for d in state["segments"]]
-        s.adjustments = [
-            Adjustment(a["step"], a["op"], dict(a["args"])) for a in state["adjustments"]
-        ]
+        try:
+            c = state["config"]
+            s = cls(
+                state["base_lrs"],
+                c["T_max"],
+                c["eta_min"],
+                warmup_steps=c["warmup_steps"],
+                warmup_start_factor=c["warmup_start_factor"],
+                restarts=c["restarts"],
+                T_mult=c["T_mult"],
+                step=state["step"],
+            )
+            s._segments = [Segment.from_dict(d) for d in state["segments"]]
+            s.adjustments = [
+                Adjustment(a["step"], a["op"], dict(a["args"])) for a in state["adjustments"]
+            ]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed schedule state: {exc!r}") from exc
+        if not s._segments or any(len(g.peak) != s.n_groups for g in s._segments):
+            raise ValueError("malformed schedule state: segments do not match base_lrs")
         return s
 
 

@@ -97,6 +97,18 @@ def test_reanneal_in_a_restart_cycle_defaults_to_the_cycle_end():
     assert sched.lr_at(15) == sched.lr_at(40) == [0.001, 0.001]
 
 
+def test_reanneal_during_a_ramp_defaults_to_the_end_of_its_anneal():
+    sched = at(2, T_max=20, warmup_steps=5)
+    sched.reanneal()
+    assert sched.schedule.end_step == 20
+    sched = at(50)
+    sched.restart(steps=30, warmup_steps=10)
+    advance(sched, 4)
+    sched.reanneal(factor=0.5)
+    assert sched.schedule.end_step == 80
+    assert sched.lr_at(80) == [0.001, 0.001]
+
+
 # -- retime ---------------------------------------------------------------------------------
 
 
@@ -349,6 +361,8 @@ def test_state_dict_layout():
 
 def test_unknown_version_and_group_mismatch_are_clear_errors():
     state = at(3).state_dict()
+    with pytest.raises(ValueError, match="malformed"):
+        CosineSchedule.from_state({k: v for k, v in state.items() if k != "segments"})
     with pytest.raises(ValueError, match="version 99"):
         CosineSchedule.from_state({**state, "version": 99})
     with pytest.raises(ValueError, match="version"):
