@@ -42,7 +42,11 @@ def torch_closed_form(ref: CosineAnnealingLR, t: int) -> list[float]:
 
 
 def near(a: list[float], b: list[float], amp: list[float], rel: float) -> bool:
-    return all(abs(x - y) <= rel * max(m, 1e-300) for x, y, m in zip(a, b, amp, strict=True))
+    """Equal to `rel` of the peak-to-floor amplitude, or to a few ulps of the values."""
+    return all(
+        abs(x - y) <= rel * m + 4 * math.ulp(max(abs(x), abs(y)))
+        for x, y, m in zip(a, b, amp, strict=True)
+    )
 
 
 @settings(max_examples=40, deadline=None)
