@@ -58,7 +58,8 @@ class DiagnosticsConfig:
     pq_alpha: float = 3.0  # GL / P_k above this is critical (training no longer pays)
     strip: int = 5  # Prechelt's k, epochs in a training strip
     patience: int = 4
-    min_delta: float = 0.01  # relative improvement that counts
+    min_delta: float = 0.01  # relative improvement that counts ...
+    noise_k: float = 1.5  # ... and at least this many times the curve's own relative noise
     train_drop: float = 0.1  # train fell by this fraction since val's best ...
     gap_min: float = 0.1  # ... and val is this fraction above train
     reanneal_epochs: int = 3
@@ -98,17 +99,35 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-class _Best:
-    """Best value with patience, as ReduceLROnPlateau (mode=min, threshold_mode=rel)."""
+def _relative_noise(values: deque[float]) -> float:
+    """Noise of a short series relative to its level, from second differences (which
+    cancel a linear trend): a robust sigma of x[i] - 2x[i-1] + x[i-2] is sqrt(6) sigma."""
+    if len(values) < 5:
+        return 0.0
+    v = list(values)
+    d2 = sorted(abs(v[i] - 2 * v[i - 1] + v[i - 2]) for i in range(2, len(v)))
+    level = _median(sorted(v))
+    return 1.4826 * _median(d2) / math.sqrt(6) / level if level > 0 else 0.0
 
-    def __init__(self, min_delta: float) -> None:
-        self.min_delta = min_delta
+
+class _Best:
+    """Best value with patience, as ReduceLROnPlateau (mode=min, threshold_mode=rel), except
+    that an improvement must also beat ``noise_k`` times the raw curve's own relative noise
+    (the tracked value itself is usually the smoothed curve)."""
+
+    def __init__(self, min_delta: float, noise_k: float, window: int = 8) -> None:
+        self.min_delta, self.noise_k = min_delta, noise_k
+        self.recent: deque[float] = deque(maxlen=window)
         self.value: float | None = None
         self.epoch = 0
         self.bad = 0
 
-    def update(self, value: float, epoch: int) -> bool:
-        if self.value is None or value < self.value * (1 - self.min_delta):
+    def threshold(self) -> float:
+        return max(self.min_delta, self.noise_k * _relative_noise(self.recent))
+
+    def update(self, value: float, epoch: int, raw: float) -> bool:
+        self.recent.append(raw)
+        if self.value is None or value < self.value * (1 - self.threshold()):
             self.value, self.epoch, self.bad = value, epoch, 0
             return True
         self.bad += 1
@@ -174,15 +193,17 @@ class Monitor:
         self._best_train: float | None = None
         self._rise_hits = 0
         self._div_epoch = False
+        self._train_recent: deque[float] = deque(maxlen=8)
         self._jumps: deque[tuple[int, str, float, float]] = deque()
         self._seen_val = False
         self._val_min: tuple[float, int, float] | None = None  # (val, epoch, train then)
-        self._val_best = _Best(cfg.min_delta)
+        self._val_best = _Best(cfg.min_delta, cfg.noise_k)
         self._train_at_val_best = math.nan
         self._gl_hits = 0
+        self._overfit_quiet = 0
         self._strip: deque[float] = deque(maxlen=cfg.strip)
-        self._plateau_train = _Best(cfg.min_delta)
-        self._plateau_val = _Best(cfg.min_delta)
+        self._plateau_train = _Best(cfg.min_delta, cfg.noise_k)
+        self._plateau_val = _Best(cfg.min_delta, cfg.noise_k)
         self._plateau_rebaseline = False
         self._train_ema = _Ema(cfg.epoch_ema_alpha)
         self._val_ema = _Ema(cfg.epoch_ema_alpha)
@@ -490,7 +511,7 @@ class Monitor:
         self._epoch_jumps(record, grace)
         if _finite(vs) and _finite(t):
             self._overfitting(e, t, v, vs, grace)  # type: ignore[arg-type]
-        self._plateau(e, ts, vs, grace, record.lr)
+        self._plateau(e, record, ts, vs, grace)
         self._prev = record
         self._epoch = e + 1
 
@@ -540,6 +561,8 @@ class Monitor:
         cfg = self.config
         if self._first_train is None:
             self._first_train = t
+        rise = max(cfg.epoch_rise, 1.5 * cfg.noise_k * _relative_noise(self._train_recent))
+        self._train_recent.append(t)
         if grace:
             self._rise_hits = 0
             self._best_train = None  # re-baselined after the expected bump
@@ -547,7 +570,7 @@ class Monitor:
         if self._best_train is None or t < self._best_train:
             self._best_train = t
         best = self._best_train
-        if t >= best * (1 + cfg.epoch_rise):
+        if t >= best * (1 + rise):
             self._rise_hits += 1
         else:
             self._rise_hits = 0
@@ -572,13 +595,14 @@ class Monitor:
         cfg, prev, e = self.config, self._prev, record.epoch
         while self._jumps and self._jumps[0][0] <= e - cfg.jump_window:
             self._jumps.popleft()
-        if prev is not None and not grace:
+        if prev is not None and not grace and "divergence" not in self._open:
             for name, a, b in (
                 ("train", prev.train_loss, record.train_loss),
                 ("val", prev.val_loss, record.val_loss),
             ):
                 if _finite(a) and _finite(b) and b > a * (1 + cfg.jump_rel):
                     self._jumps.append((e, name, a, b))  # type: ignore[arg-type]
+                    break  # both curves jumping in one epoch is one jump
         if len(self._jumps) >= cfg.jump_count:
             ep, name, a, b = self._jumps[-1]
             msg = (
@@ -598,9 +622,8 @@ class Monitor:
         if grace:
             self._gl_hits = 0
             return
-        if self._val_best.update(smooth_v, e):
+        if self._val_best.update(smooth_v, e, v):
             self._train_at_val_best = t
-            self._close("overfitting")
         best, best_epoch, train_then = self._val_min
         gl = 100 * (v / best - 1) if best > 0 else 0.0
         self._gl_hits = self._gl_hits + 1 if gl >= cfg.gl_warning and t < train_then else 0
@@ -610,18 +633,24 @@ class Monitor:
             and t <= self._train_at_val_best * (1 - cfg.train_drop)
             and v >= t * (1 + cfg.gap_min)
         )
-        if not (rising or stalled or self._open.get("overfitting")):
+        if not (rising or stalled):
+            # Hysteresis: one good epoch does not end the episode, a lasting recovery does.
+            self._overfit_quiet += 1
+            if self._overfit_quiet >= 2 * cfg.patience:
+                self._close("overfitting")
             return
+        self._overfit_quiet = 0
         strip = list(self._strip)
         progress = (
             1000 * (sum(strip) / (len(strip) * min(strip)) - 1) if min(strip) > 0 else math.inf
         )
         pq = gl / progress if progress > 0 else math.inf
-        since = e - best_epoch
-        if gl >= cfg.gl_warning:
+        if rising:
             msg = f"val {_num(v)} is {gl:.0f}% above its best {_num(best)} at epoch {best_epoch}"
+            since = e - best_epoch
         else:
             msg = f"val {_num(v)} has not improved on its best {_num(best)} (epoch {best_epoch})"
+            since = self._val_best.bad
         msg += (
             f" while train fell from {_num(train_then)} to {_num(t)}; gap {_num(v - t)}, "
             f"no val improvement for {_plural(since, 'epoch')}"
@@ -629,16 +658,10 @@ class Monitor:
         critical = gl >= cfg.gl_critical or (rising and pq > cfg.pq_alpha)
         suggestion, action = self._reanneal(cfg.reanneal_epochs)
         suggestion += f" (best val was epoch {best_epoch})"
-        self._report(
-            "overfitting",
-            "overfitting",
-            "critical" if critical else "warning",
-            msg,
-            suggestion,
-            action,
-        )
+        severity = "critical" if critical else "warning"
+        self._report("overfitting", "overfitting", severity, msg, suggestion, action)
 
-    def _plateau(self, e: int, t: float, v: float, grace: bool, lr: float) -> None:
+    def _plateau(self, e: int, record: EpochEnd, t: float, v: float, grace: bool) -> None:
         cfg = self.config
         if grace or self._plateau_rebaseline:
             if grace:
@@ -648,22 +671,24 @@ class Monitor:
             self._plateau_rebaseline = False
         improved = False
         if _finite(t):
-            improved |= self._plateau_train.update(t, e)
+            improved |= self._plateau_train.update(t, e, record.train_loss)
         if _finite(v):
-            improved |= self._plateau_val.update(v, e)
+            improved |= self._plateau_val.update(v, e, record.val_loss)  # type: ignore[arg-type]
         if improved:
             self._close("plateau")
             return
         bad = self._plateau_train.bad
         if self._seen_val:
             bad = min(bad, self._plateau_val.bad)
+        lr = record.lr
         annealed = (
             _finite(lr) and self._peak_lr > 0 and lr < cfg.plateau_lr_fraction * self._peak_lr
         )
         if bad < cfg.plateau_patience or annealed or "divergence" in self._open:
             return  # rising is not a plateau
         msg = f"train {_num(t)}" + (f" and val {_num(v)}" if v is not None and _finite(v) else "")
-        msg += f" have not improved by {_num(100 * cfg.min_delta)}% for {_plural(bad, 'epoch')}"
+        thr = max(self._plateau_train.threshold(), self._plateau_val.threshold())
+        msg += f" (smoothed) have not improved by {100 * thr:.0f}% for {_plural(bad, 'epoch')}"
         if _finite(lr) and self._peak_lr > 0:
             msg += f" while the LR is still {lr:.3g} ({100 * lr / self._peak_lr:.0f}% of its peak)"
         severity = "warning" if bad >= 2 * cfg.plateau_patience else "info"
