@@ -9,9 +9,11 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.widgets import Footer, Static
 
 from cosinetui.events import (
@@ -82,27 +84,31 @@ class CosineApp(App[int]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
+        # Kept as attributes: while a modal screen is up, app.query_one() searches that screen.
+        self.status_line = StatusLine(id="status")
+        self.loss_plot = LossPlot(id="loss-plot")
+        self.lr_plot = LRPlot(id="lr-plot")
+        self.epoch_table = EpochTable(id="epochs")
+        self.alerts_panel = AlertsPanel(id="alerts")
+        self.progress = EpochProgress(id="progress")
+        self.too_small = Static(id="too-small")
         with Vertical(id="dashboard"):
-            yield StatusLine(id="status")
+            yield self.status_line
             with Horizontal(id="plots"):
-                yield LossPlot(id="loss-plot")
-                yield LRPlot(id="lr-plot")
+                yield self.loss_plot
+                yield self.lr_plot
             with Horizontal(id="lower"):
-                yield EpochTable(id="epochs")
-                yield AlertsPanel(id="alerts")
-            yield EpochProgress(id="progress")
-        yield Static(id="too-small")
+                yield self.epoch_table
+                yield self.alerts_panel
+            yield self.progress
+        yield self.too_small
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(
-            "#loss-plot"
-        ).border_title = "loss [$accent]━[/] train [#ff8700]━[/] val [dim]━[/] batch"
-        self.query_one(
-            "#lr-plot"
-        ).border_title = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
-        self.query_one("#epochs").border_title = "epochs"
-        self.query_one("#alerts").border_title = "warnings"
+        self.loss_plot.border_title = "loss [$accent]━[/] train [#ff8700]━[/] val [dim]━[/] batch"
+        self.lr_plot.border_title = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
+        self.epoch_table.border_title = "epochs"
+        self.alerts_panel.border_title = "warnings"
         self.session.start()
         self.set_interval(POLL_SECONDS, self.poll)
         self._check_size()
@@ -110,17 +116,17 @@ class CosineApp(App[int]):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.hang_up)
-        self.poll()
+        self.call_after_refresh(self.poll)
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)
 
-    def _check_size(self) -> None:
-        width, height = self.size
+    def _check_size(self, size: Size | None = None) -> None:
+        width, height = size or self.size
         small = width < MIN_WIDTH or height < MIN_HEIGHT
-        self.screen.set_class(small, "-too-small")
+        self.screen_stack[0].set_class(small, "-too-small")
         if small:
-            self.query_one("#too-small", Static).update(
+            self.too_small.update(
                 f"terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT}, have {width}x{height})\n"
                 "training continues; enlarge the window or press q to quit"
             )
@@ -135,16 +141,15 @@ class CosineApp(App[int]):
         if events:
             history.extend(events)
             self._announce()
-        status = self.query_one(StatusLine)
         note = "stopping…" if self.stopping and history.end is None else ""
-        status.update_from(history, note)
-        self.query_one(LossPlot).update_from(history)
-        self.query_one(LRPlot).update_from(history)
+        self.status_line.update_from(history, note)
+        self.loss_plot.update_from(history)
+        self.lr_plot.update_from(history)
         if history.version != self._version:
             self._version = history.version
-            self.query_one(EpochTable).update_from(history)
-            self.query_one(EpochProgress).update_from(history)
-            self.query_one(AlertsPanel).update_from(history)
+            self.epoch_table.update_from(history)
+            self.progress.update_from(history)
+            self.alerts_panel.update_from(history)
             self.refresh_bindings()
         if self.stopping and (history.end is not None or self.session.done):
             self.exit(self.exit_code)
@@ -208,7 +213,7 @@ class CosineApp(App[int]):
         if action == "fix":
             if self.session.read_only or self.run_over or self.stopping:
                 return False
-            return parameters[0] in self.query_one(AlertsPanel).keys
+            return parameters[0] in self.alerts_panel.keys
         return True
 
     def action_pause(self) -> None:
@@ -223,9 +228,7 @@ class CosineApp(App[int]):
         self.notify("checkpoint requested", timeout=2)
 
     def action_log_scale(self) -> None:
-        plot = self.query_one(LossPlot)
-        plot.log_scale = not plot.log_scale
-        plot.update_from(self.history)
+        self.loss_plot.log_scale = not self.loss_plot.log_scale
 
     def action_adjust(self, op: str = "reanneal", args: dict[str, Any] | None = None) -> None:
         schedule = schedule_view.load(self.history)
@@ -274,7 +277,7 @@ class CosineApp(App[int]):
         )
 
     def action_fix(self, key: str) -> None:
-        alert = self.query_one(AlertsPanel).keys.get(key)
+        alert = self.alerts_panel.keys.get(key)
         if alert is not None and alert.action:
             self.post_message(FixRequested(alert.action))
 

@@ -1,4 +1,5 @@
-"""Messages between dashboard widgets and the app: small dataclasses."""
+"""Messages between dashboard widgets and the app: small dataclasses (Textual's Message
+initialises itself in ``__post_init__``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,3 @@ class FixRequested(Message):
     """Apply an alert's suggested action (a command as JSON)."""
 
     action: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        super().__init__()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from cosinetui.events import (
     Alert,
@@ -21,6 +24,16 @@ from cosinetui.events import (
 )
 from cosinetui.schedule import CosineSchedule
 from cosinetui.session import EventQueue
+
+
+def pilot_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async Pilot test in its own event loop (no pytest async plugin needed)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
 
 
 def scripted_events(

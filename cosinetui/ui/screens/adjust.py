@@ -39,6 +39,7 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
     BINDINGS = [
         Binding("escape", "cancel", "cancel", id="form.cancel"),
         Binding("ctrl+s", "apply", "apply", id="form.apply"),
+        Binding("ctrl+o", "next_operation", "operation", id="form.next_operation"),
     ]
 
     def __init__(
@@ -95,7 +96,7 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
 
     def on_mount(self) -> None:
         self.query_one("#form").border_title = "Adjust schedule"
-        self.query_one("#form").border_subtitle = "esc cancel · enter apply"
+        self.query_one("#form").border_subtitle = "^o operation · enter apply · esc cancel"
         self._validate()
         self.query_one(f"#{self.op}-{FIELDS[self.op][0].name}", Input).focus()
 
@@ -104,6 +105,8 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
         self.op = (event.tab.id or "tab-reanneal").removeprefix("tab-")
         self.query_one(ContentSwitcher).current = f"fields-{self.op}"
         self._validate()
+        if not isinstance(self.focused, Tabs):
+            self.query_one(f"#{self.op}-{FIELDS[self.op][0].name}", Input).focus()
 
     @on(Input.Changed)
     def _changed(self) -> None:
@@ -143,7 +146,9 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
             error.display = bool(message)
             self.query_one(f"#{op}-{field.name}", Input).set_class(bool(message), "-invalid")
         general = result.errors.get("", "")
-        self.query_one("#form-error", Static).update(general)
+        form_error = self.query_one("#form-error", Static)
+        form_error.update(general)
+        form_error.display = bool(general)
         self.query_one("#op-help", Static).update(DESCRIPTIONS[op])
         self.query_one("#apply", Button).disabled = not result.ok
         preview = self.query_one(PreviewPlot)
@@ -152,6 +157,10 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
             (op, tuple(sorted(texts.items())), buckets),
             preview_data(self.history, self.schedule, result.preview, buckets),
         )
+
+    def action_next_operation(self) -> None:
+        following = OPERATIONS[(OPERATIONS.index(self.op) + 1) % len(OPERATIONS)]
+        self.query_one(Tabs).active = f"tab-{following}"
 
     def action_apply(self) -> None:
         if self.result is not None and self.result.ok:

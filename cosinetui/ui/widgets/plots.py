@@ -54,7 +54,17 @@ class CachedPlot(PlotextPlot):
         self._key: Hashable = None
         self._data: Any = None
         self._cache: tuple[Hashable, Size, str, Text] | None = None
+        self._history: History | None = None
         self.builds = 0  # plotext builds, for tests and profiling
+
+    def on_resize(self) -> None:
+        # New width, new decimation: recompute from the last history rather than stretch.
+        if self._history is not None:
+            self.update_from(self._history)
+
+    def update_from(self, history: History) -> None:
+        """Recompute the data from ``history`` when it or the width changed."""
+        self._history = history
 
     def show(self, key: Hashable, data: Any) -> None:
         """Plot ``data`` unless ``key`` is what is already shown."""
@@ -123,12 +133,16 @@ class LossPlot(CachedPlot):
     log_scale: reactive[bool] = reactive(False)
 
     def update_from(self, history: History) -> None:
-        buckets = max(self.size.width, 20)
-        self.show((history.version, self.log_scale, buckets), loss_series(history, buckets))
+        self._history = history
+        buckets = self.size.width
+        key = (history.version, self.log_scale, buckets)
+        if buckets and key != self._key:
+            self.show(key, loss_series(history, buckets))
 
     def watch_log_scale(self) -> None:
         self.border_subtitle = "log10" if self.log_scale else ""
-        self._key = None  # force the next update_from through
+        if self._history is not None:
+            self.update_from(self._history)
 
     def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
         parts = [(data.train, TRAIN), (data.val, VAL), (data.batch, BATCH)]
@@ -159,9 +173,10 @@ class LRPlot(CachedPlot):
         self._run: object = None
 
     def update_from(self, history: History) -> None:
-        buckets = max(self.size.width, 20)
+        self._history = history
+        buckets = self.size.width
         key = (history.version, buckets)
-        if key == self._key:
+        if not buckets or key == self._key:
             return
         if history.run is not self._run:  # a new or resumed run: the buffer was rewritten
             self._run = history.run

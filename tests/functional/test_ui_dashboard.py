@@ -1,0 +1,369 @@
+"""The dashboard driven by Textual's Pilot on scripted, deterministic events."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Button, Input, Static
+
+from cosinetui.events import (
+    AdjustSchedule,
+    CommandRefused,
+    Finished,
+    Pause,
+    Resume,
+    SaveCheckpoint,
+    ScheduleChanged,
+    Stop,
+    to_json,
+)
+from cosinetui.history import History
+from cosinetui.schedule import CosineSchedule
+from cosinetui.session import ReplaySession
+from cosinetui.ui.app import CosineApp
+from cosinetui.ui.screens.adjust import ScheduleForm
+from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
+from cosinetui.ui.widgets.epoch_table import EpochTable
+from cosinetui.ui.widgets.plots import LossPlot, LRPlot
+from cosinetui.ui.widgets.status import StatusLine
+from tests.functional.conftest_ui import ScriptedSession, pilot_test, scripted_events
+
+SIZE = (80, 24)
+
+
+def status(app: CosineApp) -> str:
+    return str(app.query_one(StatusLine).render())
+
+
+@pilot_test
+async def test_main_screen_shows_the_run():
+    app = CosineApp(ScriptedSession(scripted_events()))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.query_one(EpochTable)
+        assert table.row_count == 12
+        assert table.best_row == 8  # epoch 9 has the lowest val loss
+        assert "*" in str(table.get_cell_at((8, 2)))
+        line = status(app)
+        for part in ("demo-mlp", "running", "epoch 13/20", "lr 3.52e-2", "ETA"):
+            assert part in line
+        assert app.query_one(LossPlot).builds == 1
+        assert app.query_one(LRPlot).builds == 1
+
+
+@pilot_test
+async def test_plots_do_not_rebuild_without_new_data():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        loss, lr = app.query_one(LossPlot), app.query_one(LRPlot)
+        builds = loss.builds, lr.builds
+        for _ in range(5):
+            app.poll()
+            loss.refresh()
+            lr.refresh()
+            await pilot.pause()
+        assert (loss.builds, lr.builds) == builds
+        await pilot.press("l")  # log scale is new data for the loss plot only
+        await pilot.pause()
+        assert loss.builds == builds[0] + 1 and lr.builds == builds[1]
+        await pilot.resize_terminal(100, 30)  # a new size redraws both
+        await pilot.pause()
+        app.poll()
+        await pilot.pause()
+        assert loss.builds > builds[0] + 1 and lr.builds > builds[1]
+
+
+@pilot_test
+async def test_pause_and_resume_keys():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("space")
+        await app.wait_until(lambda h: h.state == "paused", timeout=5)
+        assert session.sent == [Pause()]
+        assert "paused" in status(app)
+        assert app.active_bindings["space"].binding.id == "resume"
+        await pilot.press("p")
+        await app.wait_until(lambda h: h.state == "running", timeout=5)
+        assert session.sent == [Pause(), Resume()]
+        await pilot.press("s")
+        assert session.sent[-1] == SaveCheckpoint()
+
+
+@pilot_test
+async def test_form_refuses_bad_input_and_escape_changes_nothing():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        before = dict(app.history.schedule)
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, ScheduleForm)
+        steps = form.query_one("#reanneal-steps", Input)
+        assert steps.value == "8"  # the rest of the cosine: 20 epochs, 12 done
+        apply = form.query_one("#apply", Button)
+        assert not apply.disabled
+        for text, message in [
+            ("abc", "steps must be a number, got 'abc'"),
+            ("-3", "steps must be an integer >= 1, got -3"),
+            ("2.5", "steps must be an integer >= 1, got 2.5"),
+        ]:
+            steps.value = text
+            await pilot.pause()
+            assert str(form.query_one("#reanneal-steps-error", Static).render()) == message
+            assert apply.disabled
+            assert steps.has_class("-invalid")
+        steps.value = "8"
+        eta = form.query_one("#reanneal-eta_min", Input)
+        eta.value = "50"
+        await pilot.pause()
+        assert "eta_min must lie in" in str(
+            form.query_one("#reanneal-eta_min-error", Static).render()
+        )
+        assert apply.disabled
+        await pilot.press("enter")  # refused while invalid
+        assert app.screen is form
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ScheduleForm)
+        assert session.sent == []
+        assert app.history.schedule == before
+
+
+@pilot_test
+async def test_form_preview_and_apply_sends_the_command():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        form = app.screen
+        form.query_one("#reanneal-steps", Input).value = "4"
+        await pilot.pause()
+        old, new, now, _ = form.query_one("#preview")._data
+        assert now == 12
+        assert new.ys[0] == pytest.approx(old.ys[0]) and new.ys[-1] == pytest.approx(1e-3)
+        assert new.xs[new.ys.index(min(new.ys))] <= 16  # reaches the floor 4 epochs from now
+        await pilot.press("ctrl+o")  # retime
+        assert form.op == "retime"
+        form.query_one("#retime-T_max", Input).value = "30"
+        await pilot.pause()
+        await pilot.click("#apply")
+        await pilot.pause()
+        assert session.sent == [AdjustSchedule("retime", {"T_max": 30})]
+
+
+@pilot_test
+async def test_implicit_fields_are_not_sent():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        app.screen.query_one("#reanneal-factor", Input).value = "0.5"
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert session.sent == [AdjustSchedule("reanneal", {"factor": 0.5})]
+
+
+@pilot_test
+async def test_schedule_change_moves_the_planned_curve_and_refusals_show():
+    state = {}
+
+    def respond(command, session):
+        if isinstance(command, AdjustSchedule):
+            schedule = CosineSchedule.from_state(state["schedule"])
+            schedule.step = 12
+            schedule.apply(command.op, command.args)
+            return [ScheduleChanged(12, command.op, command.args, schedule.state_dict())]
+        return [CommandRefused(to_json(command), "not now")]
+
+    session = ScriptedSession(scripted_events(), respond)
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        state["schedule"] = app.history.schedule
+        plot = app.query_one(LRPlot)
+        _, planned_before, _, _ = plot._data
+        await pilot.press("a")
+        app.screen.query_one("#reanneal-steps", Input).value = "2"
+        await pilot.pause()
+        await pilot.press("enter")
+        await app.wait_until(lambda h: len(h.schedule_changes) == 1, timeout=5)
+        await pilot.pause()
+        _, planned, _, _ = plot._data
+        assert planned.ys[0] == pytest.approx(planned_before.ys[0])
+        assert min(planned.ys) == pytest.approx(1e-3)
+        assert planned.xs[planned.ys.index(min(planned.ys))] == 14  # floor 2 epochs from now
+        await pilot.press("s")
+        await app.wait_until(lambda h: len(h.refusals) == 1, timeout=5)
+        await pilot.pause()
+        assert any("not now" in str(n.message) for n in app._notifications)
+
+
+@pilot_test
+async def test_alert_fix_key_opens_the_form_prefilled():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        panel_text = " ".join(str(s.render()) for s in app.query(".alert"))
+        assert "h  halve the LR" in panel_text and "w  warm restart" in panel_text
+        await pilot.press("h")
+        form = app.screen
+        assert isinstance(form, ScheduleForm) and form.op == "reanneal"
+        assert form.query_one("#reanneal-factor", Input).value == "0.5"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert session.sent == [AdjustSchedule("reanneal", {"factor": 0.5})]
+
+
+@pilot_test
+async def test_warm_restart_asks_first():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        assert isinstance(app.screen, RestartScreen)
+        await pilot.press("escape")
+        assert session.sent == []
+        await pilot.press("r")
+        await pilot.press("y")
+        await pilot.pause()
+        assert session.sent == [AdjustSchedule("restart", {"steps": 8})]
+
+
+@pilot_test
+async def test_read_only_session_disables_the_controls():
+    app = CosineApp(ReplaySession(scripted_events()))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for key in ("space", "a", "r", "s", "h"):
+            await pilot.press(key)
+            assert not isinstance(app.screen, (ScheduleForm, RestartScreen))
+        assert app.history.refusals == []  # nothing was even sent
+        footer_ids = {b.binding.id for b in app.active_bindings.values() if b.enabled}
+        assert "pause" not in footer_ids and "adjust" not in footer_ids
+        await pilot.press("q")  # a recorded run quits without asking
+    assert app.return_value == 0
+
+
+@pytest.mark.parametrize("keys", [("q", "y"), ("ctrl+c", "ctrl+c"), ("q", "enter")])
+@pilot_test
+async def test_quit_stops_the_run_and_exits(keys):
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(keys[0])
+        assert isinstance(app.screen, QuitScreen)
+        await pilot.press(keys[1])
+        await app.wait_until(lambda h: h.end is not None, timeout=5)
+        await pilot.pause()
+    assert session.sent == [Stop("stopped")]
+    assert app.return_value == 0
+
+
+@pilot_test
+async def test_quit_cancel_keeps_running():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, QuitScreen)
+        assert session.sent == []
+        assert app.is_running
+
+
+@pilot_test
+async def test_hang_up_stops_with_a_checkpoint_reason():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.hang_up()
+        await app.wait_until(lambda h: h.end is not None, timeout=5)
+        await pilot.pause()
+    assert session.sent == [Stop("signal")]
+    assert app.return_value == 0
+
+
+@pilot_test
+async def test_failed_run_exits_with_1():
+    from cosinetui.events import Failed
+
+    app = CosineApp(ReplaySession([*scripted_events(), Failed(13, 630, "boom")]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "failed" in status(app)
+        await pilot.press("q")
+    assert app.return_value == 1
+
+
+@pilot_test
+async def test_terminal_too_small_says_so():
+    app = CosineApp(ScriptedSession(scripted_events()))
+    async with app.run_test(size=(50, 15)) as pilot:
+        await pilot.pause()
+        message = app.query_one("#too-small", Static)
+        assert message.display and not app.query_one("#dashboard").display
+        assert "terminal too small (need 60x20" in str(message.render())
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not message.display and app.query_one("#dashboard").display
+
+
+@pilot_test
+async def test_finished_run_quits_at_once():
+    events = [*scripted_events(in_progress=0, done=20), Finished(20, 1000, "completed", 0.4)]
+    app = CosineApp(ReplaySession(events))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "finished" in status(app)
+        assert app.query_one(EpochTable).row_count == 20
+        await pilot.press("q")
+    assert app.return_value == 0
+
+
+def test_big_run_redraws_fast():
+    """10k epochs and 1M batch LRs: a redraw after new data stays well under 30 ms."""
+    import asyncio
+
+    history = History.from_events(
+        scripted_events(
+            epochs=10_000, done=10_000, steps_per_epoch=100, in_progress=0, alerts=False
+        )
+    )
+    assert history.step == 1_000_000
+
+    async def run():
+        app = CosineApp(ReplaySession([]))
+        app.history = history
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.poll()  # the first pass summarises the LR buffer once
+            await pilot.pause()
+            loss, lr = app.query_one(LossPlot), app.query_one(LRPlot)
+            timings = []
+            for _ in range(3):
+                history.version += 1
+                t0 = time.perf_counter()
+                loss.update_from(history)
+                lr.update_from(history)
+                loss.render()
+                lr.render()
+                timings.append(time.perf_counter() - t0)
+            return min(timings), loss.builds, lr.builds
+
+    best, loss_builds, lr_builds = asyncio.run(run())
+    assert loss_builds >= 2 and lr_builds >= 2
+    print(f"redraw: {best * 1000:.1f} ms")
+    assert best < 0.030, f"redraw took {best * 1000:.1f} ms"
