@@ -85,7 +85,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
         click.option("--no-mouse", is_flag=True, help="Do not capture the mouse in the dashboard."),
         click.option("--device", callback=_device, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
         click.option("--amp", is_flag=True, help="Mixed precision on CUDA (bfloat16 where supported)."),
-        click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), default="pause", show_default=True, help="What a non-finite loss does (its optimizer step is always skipped)."),
+        click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), help="What a non-finite loss does; its optimizer step is always skipped. Default: pause in the dashboard, stop headless (nobody is there to resume)."),
         click.option("--checkpoint-every", type=click.IntRange(min=0), default=1, show_default=True, help="Checkpoint every N epochs (0: only on stop, pause and at the end)."),
         click.option("--debug", is_flag=True, help="Show full tracebacks for errors."),
     ]
@@ -205,16 +205,17 @@ def _start(config: dict, *, run_dir: str | None, opts: dict, resume: bool = Fals
         path = store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
     if not resume:
         store.write_config(path, {**config, "device": device})
+    headless = opts["headless"] or not sys.stdout.isatty()
     options = TrainerOptions(
         run_dir=path,
         device=device,
         amp=opts["amp"],
-        on_nan=opts["on_nan"],
+        on_nan=opts["on_nan"] or ("stop" if headless else "pause"),
         checkpoint_every=opts["checkpoint_every"],
         resume=resume,
     )
     session = TrainerSession(exp, options)
-    if opts["headless"] or not sys.stdout.isatty():
+    if headless:
         return _headless(session, path)
     from cosinetui.ui.app import run_dashboard
 
@@ -253,5 +254,5 @@ def _headless(session, path) -> int:  # noqa: ANN001
         return 1
     if isinstance(last, Finished) and last.reason != "completed":
         click.echo(f"stopped ({received[0] if received else last.reason}); resume with: cosinetui resume {path}", err=True)
-        return 130 if received == ["SIGINT"] else 143 if received else 1
+        return 128 + signal.Signals[received[0]].value if received else 1
     return 0

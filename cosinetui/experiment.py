@@ -56,6 +56,7 @@ class Experiment:
     warmup_start_factor: float = 1 / 3
     restarts: bool = False
     T_mult: int = 1
+    cycle: int | None = None  # with restarts: first cycle's length in scheduler steps (default: the run)
     interval: str = "epoch"  # one scheduler step per "epoch" or per "batch"
     metrics: Mapping[str, Metric] = field(default_factory=dict)
     train_step: Callable[[nn.Module, Any], torch.Tensor] | None = None
@@ -83,6 +84,8 @@ class Experiment:
             raise ExperimentError(f"warmup must be an integer >= 0, got {self.warmup!r}")
         if not isinstance(self.T_mult, int) or self.T_mult < 1:
             raise ExperimentError(f"T_mult must be an integer >= 1, got {self.T_mult!r}")
+        if self.cycle is not None and (not isinstance(self.cycle, int) or self.cycle < 1):
+            raise ExperimentError(f"cycle must be a positive integer, got {self.cycle!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             raise ExperimentError(f"seed must be an integer or None, got {self.seed!r}")
         for name, fn in self.metrics.items():

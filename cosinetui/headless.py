@@ -68,23 +68,38 @@ def format_event(event: Event) -> str | None:
     return None
 
 
+class Printer:
+    """Writes the lines for a stream of events. An alert episode is printed when it starts and
+    when its severity changes, not at every update, so logs stay short."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self._alert_severity: dict[str, str] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Alert):
+            if self._alert_severity.get(event.key) == event.severity:
+                return
+            self._alert_severity[event.key] = event.severity
+        line = format_event(event)
+        if line:
+            self.write(line)
+
+
 def print_events(session, write: Callable[[str], None], poll: float = 0.5) -> Event | None:  # noqa: ANN001
     """Print the session's events until the run ends; returns the final event."""
+    printer = Printer(write)
     last: Event | None = None
     while True:
         event = session.next_event(timeout=poll)
         if event is None:
             if session.done:
                 for event in session.drain():
-                    line = format_event(event)
-                    if line:
-                        write(line)
+                    printer(event)
                     last = event
                 return last
             continue
-        line = format_event(event)
-        if line:
-            write(line)
+        printer(event)
         if isinstance(event, (Finished, Failed)):
             return event
         last = event

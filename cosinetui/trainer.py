@@ -173,7 +173,11 @@ class Trainer:
         self.optimizer = exp.make_optimizer()
         steps_per_epoch = _len_or_zero(exp.train_data)
         per_epoch = steps_per_epoch if exp.interval == "batch" else 1
+        if exp.interval == "batch" and not steps_per_epoch:
+            raise ValueError("interval='batch' needs train_data with a len() (batches per epoch)")
         t_max = exp.epochs * per_epoch
+        if exp.restarts and exp.cycle:
+            t_max = exp.cycle
         if t_max <= exp.warmup:
             raise ValueError(f"warmup ({exp.warmup}) must be shorter than the schedule ({t_max} steps)")
         self.scheduler = AdjustableCosineLR(

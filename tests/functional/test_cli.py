@@ -1,0 +1,197 @@
+"""The command line as a user runs it: subprocesses, real files, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cosinetui import store
+
+TINY = str(Path(__file__).with_name("tiny_experiment.py"))
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cosinetui", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def test_help_answers_for_every_command():
+    out = cli("--help")
+    assert out.returncode == 0 and "run" in out.stdout and "diagnose" in out.stdout
+    for command in ("run", "resume", "diagnose"):
+        sub = cli(command, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert "Usage:" in sub.stdout
+
+
+def test_help_imports_neither_torch_nor_textual():
+    code = "import sys; from cosinetui.cli import main; print('torch' in sys.modules, 'textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_headless_run_prints_one_line_per_epoch(tmp_path):
+    out = cli("run", TINY, "--epochs", "3", "--run-dir", str(tmp_path / "r"), "--headless")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("run tiny started: 3 epochs on cpu")
+    epoch_lines = [line for line in lines if line.startswith("epoch")]
+    assert len(epoch_lines) == 3 and "train" in epoch_lines[0] and "val" in epoch_lines[0]
+    assert lines[-1].startswith("finished (completed) after 3 epochs")
+    assert "\x1b" not in out.stdout  # no escape codes in logs
+    config = json.loads((tmp_path / "r" / store.CONFIG).read_text())
+    assert config["target"] == TINY and config["overrides"]["epochs"] == 3
+    assert (tmp_path / "r" / store.CHECKPOINT).exists()
+
+
+def test_stdout_not_a_terminal_means_headless(tmp_path):
+    out = cli("run", TINY, "--epochs", "1", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 0, out.stderr
+    assert "epoch    1" in out.stdout
+
+
+def test_default_run_dir_is_named_after_the_experiment(tmp_path):
+    out = cli("run", TINY, "--epochs", "1", "--name", "mine", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("mine-") and (run / store.METRICS).exists()
+    assert run.stat().st_mode & 0o777 == 0o700
+
+
+def test_options_override_the_experiment(tmp_path):
+    out = cli("run", TINY, "--epochs", "2", "--lr", "0.05", "--eta-min", "0.01", "--interval", "batch",
+              "--warmup", "3", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 0, out.stderr
+    start = store.read_log(tmp_path / "r").events[0]
+    assert start.interval == "batch" and start.epochs == 2
+    assert start.schedule["base_lrs"] == [0.05]
+    assert start.schedule["config"]["eta_min"] == 0.01 and start.schedule["config"]["warmup_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such file"),
+        ("def experiment(:\n", "syntax error"),
+        ("import not_a_module_xyz\n", "importing it raised ModuleNotFoundError"),
+        ("x = 1\n", "no function 'experiment'"),
+        ("def experiment():\n    return 42\n", "returned int; expected cosinetui.Experiment"),
+        ("def experiment():\n    raise RuntimeError('boom')\n", "experiment() raised RuntimeError: boom"),
+        (
+            "import torch\nfrom cosinetui import Experiment\n"
+            "def experiment():\n    return Experiment(model=torch.nn.Linear(2, 2), train_data=[], epochs=0)\n",
+            "epochs must be a positive integer",
+        ),
+    ],
+    ids=["missing", "syntax", "import", "no-function", "wrong-type", "raises", "bad-field"],
+)
+def test_bad_experiment_files_get_a_short_error(tmp_path, content, expected):
+    path = tmp_path / "exp.py"
+    if content is not None:
+        path.write_text(content)
+    out = cli("run", str(path), "--headless", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert str(path) in out.stderr
+    assert not out.stderr.startswith("Traceback")
+    assert "Traceback" not in out.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    path = tmp_path / "exp.py"
+    path.write_text("def experiment():\n    raise RuntimeError('boom')\n")
+    out = cli("run", str(path), "--headless", "--debug", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode != 0 and "Traceback" in out.stderr and "boom" in out.stderr
+
+
+def test_module_function_target_and_entry(tmp_path):
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "exps.py").write_text(
+        f"import sys; sys.path.insert(0, {str(Path(TINY).parent)!r})\n"
+        "from tiny_experiment import experiment as make\n"
+        "def short():\n    return make(epochs=1)\n"
+    )
+    out = cli("run", "mypkg.exps:short", "--run-dir", "r", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "finished (completed) after 1 epochs" in out.stdout
+    wrong = cli("run", "mypkg.exps", "--entry", "nothing", "--run-dir", "r2", cwd=tmp_path)
+    assert wrong.returncode == 2 and "no function 'nothing'" in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--epochs", "many"], "--epochs"),
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--eta-min", "-0.1"], "--eta-min"),
+        (["--interval", "step"], "--interval"),
+        (["--device", "gpu"], "--device"),
+        (["--on-nan", "explode"], "--on-nan"),
+    ],
+)
+def test_bad_option_values_are_named(tmp_path, args, expected):
+    out = cli("run", TINY, *args, "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 2
+    assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = cli("run", TINY, "--device", "cuda", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 2 and "CUDA is not available" in out.stderr
+
+
+def test_run_dir_with_a_run_refuses_and_points_to_resume(tmp_path):
+    assert cli("run", TINY, "--epochs", "1", "--run-dir", str(tmp_path / "r")).returncode == 0
+    again = cli("run", TINY, "--epochs", "1", "--run-dir", str(tmp_path / "r"))
+    assert again.returncode == 2 and "cosinetui resume" in again.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_stops_after_the_batch_checkpoints_and_resumes(tmp_path, sig):
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosinetui", "run", TINY, "--epochs", "400", "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    while not proc.stdout.readline().startswith("epoch    2"):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig
+    assert f"cosinetui resume {run_dir}" in err
+    log = store.read_log(run_dir)
+    assert log.problems == []
+    assert log.events[-1].type == "finished" and log.events[-1].reason == "signal"
+    assert log.events[-2].type == "checkpoint"
+    done_epochs = max(e.epoch for e in log.events if e.type == "epoch")
+    resumed = cli("resume", str(run_dir), "--epochs", str(done_epochs + 2))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout.splitlines()[0]
+    history_epochs = [e.epoch for e in store.read_log(run_dir).events if e.type == "epoch"]
+    assert history_epochs[-2:] == [done_epochs + 1, done_epochs + 2]
+
+
+def test_resume_errors_are_clear(tmp_path):
+    out = cli("resume", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and "not a cosinetui run directory" in out.stderr
