@@ -256,3 +256,26 @@ def _headless(session, path) -> int:  # noqa: ANN001
         click.echo(f"stopped ({received[0] if received else last.reason}); resume with: cosinetui resume {path}", err=True)
         return 128 + signal.Signals[received[0]].value if received else 1
     return 0
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
+def show(run_dir: str, no_mouse: bool) -> None:
+    """Open a recorded run (finished, or a live one read-only) in the dashboard."""
+    from cosinetui.session import ReplaySession
+    from cosinetui.store import RunDirError, read_log
+
+    try:
+        log = read_log(run_dir)
+    except RunDirError as exc:
+        _fail(str(exc))
+    for problem in log.problems:
+        click.echo(f"warning: {problem}", err=True)
+    if not log.events:
+        _fail(f"{run_dir}: the metrics log holds no events yet")
+    if not sys.stdout.isatty():
+        _fail("show needs a terminal; for text output use: cosinetui diagnose " + run_dir)
+    from cosinetui.ui.app import run_dashboard
+
+    sys.exit(run_dashboard(ReplaySession(log.events), mouse=not no_mouse))

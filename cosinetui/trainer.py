@@ -293,7 +293,7 @@ class Trainer:
         first = self._chunk_start
         self._chunk_start, self._last_flush = self.step, time.monotonic()
         bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
-        for v, w in zip(losses, weights):
+        for v, w in zip(losses, weights, strict=True):
             if math.isfinite(v):
                 self._epoch_loss_sum += v * w
                 self._epoch_samples += w
@@ -336,7 +336,7 @@ class Trainer:
         if count == 0:
             return None, {}
         values = torch.stack([total, *sums.values()]).cpu().tolist()  # one host sync
-        return values[0] / count, {k: v / count for k, v in zip(sums, values[1:])}
+        return values[0] / count, {k: v / count for k, v in zip(sums, values[1:], strict=True)}
 
     def _end_epoch(self, epoch: int, val_loss: float | None, metrics: dict[str, float]) -> None:
         seconds = time.perf_counter() - self._epoch_started

@@ -46,7 +46,7 @@ def batch_losses(events):
     out = {}
     for e in events:
         if isinstance(e, BatchChunk):
-            for i, (loss, lr) in enumerate(zip(e.losses, e.lrs)):
+            for i, (loss, lr) in enumerate(zip(e.losses, e.lrs, strict=True)):
                 out[e.first_step + i] = (loss, lr)
     return out
 
@@ -207,7 +207,7 @@ def test_nan_skips_the_step_alerts_and_pauses(tmp_path):
     session.send(Resume())
     _wait_for(session, Finished)
     # The NaN batch did not move the weights (SGD momentum would have, had it stepped).
-    assert all(torch.equal(a, b) for a, b in zip(weights["before"], weights["after"]))
+    assert all(torch.equal(a, b) for a, b in zip(weights["before"], weights["after"], strict=True))
     assert all(torch.isfinite(p).all() for p in session.trainer.model.parameters())
 
 

@@ -1,0 +1,39 @@
+"""House rules that keep the domain usable without the terminal UI."""
+
+import subprocess
+import sys
+
+DOMAIN = [
+    "cosinetui.events",
+    "cosinetui.history",
+    "cosinetui.schedule",
+    "cosinetui.diagnostics",
+    "cosinetui.store",
+    "cosinetui.checkpoint",
+    "cosinetui.experiment",
+    "cosinetui.trainer",
+    "cosinetui.session",
+    "cosinetui.headless",
+    "cosinetui.demos",
+]
+
+
+def _imported_after(modules: list[str]) -> set[str]:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_domain_imports_no_ui_or_cli_packages():
+    loaded = _imported_after(DOMAIN)
+    assert not loaded & {"textual", "textual_plotext", "plotext", "click", "rich"}
+
+
+def test_pure_modules_import_no_torch():
+    # The event types, history and diagnostics are usable (and fast to import) without torch.
+    loaded = _imported_after(["cosinetui.events", "cosinetui.history", "cosinetui.diagnostics"])
+    assert "torch" not in loaded
