@@ -21,7 +21,6 @@ from cosinetui.events import Alert, EpochEnd
 
 SEVERITIES = ("info", "warning", "critical")
 HALVE_LR: dict[str, Any] = {"type": "adjust", "op": "reanneal", "args": {"factor": 0.5}}
-PAUSE: dict[str, Any] = {"type": "pause"}
 
 
 @dataclass(frozen=True)
@@ -183,6 +182,7 @@ class Monitor:
         self._recent: deque[float] = deque(maxlen=cfg.divergence_window)
         self._flags: deque[bool] = deque(maxlen=cfg.divergence_window)
         self._div_batch = False
+        self._back = 0
         self._div_peak = (0.0, 0)
         self._nan_batches = 0
         self._nan_first = ""
@@ -210,6 +210,7 @@ class Monitor:
         self._done = 0  # epochs processed
         self._flat_epochs = 0
         self._jump_count = 0
+        self._lr_decreased = False
 
     # ------------------------------------------------------------------ public
 
@@ -317,6 +318,18 @@ class Monitor:
             self._grace_until = max(self._grace_until, step + self._grace_length())
         self._rebaseline = True
         self._plateau_rebaseline = True
+
+    def _planned_restarts(self) -> bool:
+        """Whether the scheduler's JSON state says it restarts by itself (SGDR cycles)."""
+        for state in (self._run.schedule if self._run else None, self._history.schedule):
+            if not isinstance(state, dict):
+                continue
+            if (state.get("config") or {}).get("restarts"):
+                return True
+            segments = state.get("segments") or ()
+            if any(isinstance(seg, dict) and seg.get("after") == "restart" for seg in segments):
+                return True
+        return False
 
     def _in_grace(self, epoch: int) -> bool:
         return any(
@@ -433,7 +446,15 @@ class Monitor:
         flags = sum(list(self._flags)[-window:])
         median = _median(sorted(recent))
         stuck = median >= start * (1 - cfg.start_margin)
-        if len(recent) == window and flags >= cfg.divergence_fraction * window:
+        # After real progress, a loss that climbs back to where it started diverged too,
+        # even when that is less than divergence_ratio times its best.
+        progressed = self._best_ema is not None and self._best_ema <= start * (
+            1 - 3 * cfg.start_margin
+        )
+        self._back = self._back + 1 if stuck and progressed and not grace else 0
+        if len(recent) == window and (
+            flags >= cfg.divergence_fraction * window or self._back >= window
+        ):
             if not self._div_batch:
                 self._div_batch = True
                 self._div_peak = (median, step)
@@ -455,20 +476,9 @@ class Monitor:
         self._divergence_alert(msg, critical=stuck, step=step)
 
     def _divergence_alert(self, msg: str, critical: bool, step: int | None) -> None:
-        if critical:
-            self._report(
-                "divergence",
-                "divergence",
-                "critical",
-                msg,
-                "p: pause, then lower the LR or restore a checkpoint",
-                PAUSE,
-                step,
-            )
-        else:
-            self._report(
-                "divergence", "divergence", "warning", msg, "h: halve the LR", HALVE_LR, step
-            )
+        severity = "critical" if critical else "warning"
+        suggestion = "h: halve the LR (or pause and restore a checkpoint)"
+        self._report("divergence", "divergence", severity, msg, suggestion, HALVE_LR, step)
 
     # ------------------------------------------------------------------ epochs
 
@@ -525,6 +535,8 @@ class Monitor:
             return
         if lr > prev * (1 + 1e-9):
             self._lr_increase(None, e)
+        elif lr < prev * (1 - 1e-9):
+            self._lr_decreased = True
         if abs(lr - prev) <= 1e-12 + 1e-9 * abs(lr):
             self._flat_epochs += 1
         else:
@@ -541,6 +553,8 @@ class Monitor:
         if (
             abs(lr - prev) >= cfg.lr_jump_fraction * self._peak_lr
             and e not in self._explained_epochs
+            and (lr < prev or self._lr_decreased)  # a warmup ramp is not a jump
+            and not (lr > prev and self._planned_restarts())
         ):
             self._jump_count += 1
             up = lr > prev

@@ -242,7 +242,7 @@ def test_a_loss_that_explodes_and_sticks_above_its_start_is_critical_divergence(
     div = only(alerts, "divergence")
     assert div.severity == "critical"
     assert div.epoch == 7 and 300 <= div.step < 320  # within the epoch it started
-    assert div.action == {"type": "pause"}
+    assert div.action == {"type": "adjust", "op": "reanneal", "args": {"factor": 0.5}}
     assert "not below its starting value" in div.message
     assert "overfitting" not in kinds(alerts) and "instability" not in kinds(alerts)
 
