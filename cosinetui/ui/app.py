@@ -75,7 +75,8 @@ class CosineApp(App[int]):
         self.handle_signals = handle_signals
         self.stopping = ""  # the reason of a Stop sent, "" while none was
         self.polls = 0
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # set by a poll that brought events
+        self._polled = asyncio.Event()  # set by every poll
         self._version = -1
         self._refusals_seen = 0
         self._changes_seen = 0
@@ -155,6 +156,12 @@ class CosineApp(App[int]):
             self.exit(self.exit_code)
         if events:
             self._changed.set()
+        self._polled.set()
+
+    async def next_poll(self) -> None:
+        """Wait for the next drain of the session."""
+        self._polled.clear()
+        await self._polled.wait()
 
     def _announce(self) -> None:
         """Toasts for acknowledgements: a schedule change, a refused command, a checkpoint."""

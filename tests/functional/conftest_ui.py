@@ -36,6 +36,27 @@ def pilot_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
     return run
 
 
+async def press(pilot: Any, *keys: str) -> None:
+    """Like ``pilot.press`` minus its wait for an idle CPU, which never comes while a trainer
+    thread in this process is busy (each key would cost the 1 s idle-wait maximum)."""
+    from textual import events
+
+    app = pilot.app
+    for key in keys:
+        char = " " if key == "space" else key if len(key) == 1 else None
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+        # A key may push a screen; let it compose and mount before the next key.
+        screen, stable = app.screen, 0
+        for _ in range(30):
+            await pilot.pause(0)
+            stable = stable + 1 if app.screen is screen and screen.is_mounted else 0
+            if stable >= 3:
+                break
+            screen = app.screen
+
+
 def scripted_events(
     *,
     epochs: int = 20,

@@ -23,7 +23,7 @@ FIX_KEYS = ("h", "n", "e", "w", "c")
 
 def fix_key(action: dict[str, Any] | None) -> str | None:
     """The key that applies ``action``: h lowers the LR, n anneals now, e retimes,
-    w warm-restarts, c saves a checkpoint; None for actions without a one-key fix."""
+    w warm-restarts, c saves a checkpoint, p pauses; None for actions without a one-key fix."""
     if not action:
         return None
     kind = action.get("type")
@@ -36,6 +36,8 @@ def fix_key(action: dict[str, Any] | None) -> str | None:
         return {"retime": "e", "restart": "w"}.get(op)
     if kind == "save_checkpoint":
         return "c"
+    if kind == "pause":
+        return "p"  # the pause key itself
     return None
 
 
