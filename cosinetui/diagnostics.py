@@ -183,6 +183,7 @@ class Monitor:
         self._flags: deque[bool] = deque(maxlen=cfg.divergence_window)
         self._div_batch = False
         self._back = 0
+        self._div_clear = 0
         self._div_peak = (0.0, 0)
         self._nan_batches = 0
         self._nan_first = ""
@@ -455,12 +456,17 @@ class Monitor:
         if len(recent) == window and (
             flags >= cfg.divergence_fraction * window or self._back >= window
         ):
+            self._div_clear = 0
             if not self._div_batch:
                 self._div_batch = True
                 self._div_peak = (median, step)
             if median > self._div_peak[0]:
                 self._div_peak = (median, step)
         elif self._div_batch and flags <= (1 - cfg.divergence_fraction) * window and not stuck:
+            # Hysteresis: the episode ends after a grace period of recovery, not at one dip.
+            self._div_clear += 1
+            if self._div_clear < max(window, self._grace_length()):
+                return
             self._div_batch = False
             if not self._div_epoch:
                 self._close("divergence")
