@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosinetui.diagnostics import DiagnosticsConfig, Monitor, diagnose, format_alerts
 from cosinetui.events import Alert, BatchChunk, EpochEnd, Event, RunStarted, ScheduleChanged
@@ -381,3 +384,40 @@ def test_format_alerts() -> None:
     alert = Alert("nan", "critical", 3, "train loss is not a number", "h: halve the LR", 120)
     text = format_alerts([alert])
     assert "CRITICAL" in text and "epoch 3, step 120" in text and "h: halve the LR" in text
+
+
+def test_updates_look_only_at_new_batches() -> None:
+    rng = random.Random(0)
+    history, monitor = History(), Monitor()
+    history.apply(RunStarted("big", "", "cpu", "", 1, 1000, 1000, "epoch", {}))
+    history.losses.extend(1 + 0.3 * rng.random() for _ in range(100_000))
+    history.lrs.extend([0.1] * 100_000)
+    monitor.update(history)  # the one full pass
+    started = time.perf_counter()
+    for k in range(50):
+        losses = tuple(1 + 0.3 * rng.random() for _ in range(50))
+        history.apply(BatchChunk(101, len(history.losses), losses, (0.1,) * 50, 50 * (k + 1)))
+        assert monitor.update(history) == []
+    # A rescan of 100k batches costs ~0.5 s a call; 50 incremental calls cost a few ms.
+    assert time.perf_counter() - started < 0.25
+
+
+loss_values = st.one_of(st.floats(0.0, 1e6), st.just(math.nan), st.just(math.inf))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(loss_values, st.one_of(st.none(), loss_values), st.floats(0.0, 10.0)),
+        max_size=30,
+    )
+)
+def test_any_epoch_log_gives_well_formed_alerts(rows) -> None:
+    events = [EpochEnd(i, t, v, lr) for i, (t, v, lr) in enumerate(rows, 1)]
+    alerts = diagnose(History.from_events(events))
+    assert len({a.key for a in alerts}) == len(alerts)
+    for a in alerts:
+        assert a.kind in ("overfitting", "instability", "nan", "divergence", "plateau", "schedule")
+        assert a.severity in ("info", "warning", "critical") and 1 <= a.epoch <= len(rows)
+        assert a.message and "\n" not in a.message
+    assert format_alerts(alerts)
