@@ -38,7 +38,7 @@ def mlp(width: int = 256, depth: int = 3, classes: int = 5, dropout: float = 0.0
     return nn.Sequential(*layers)
 
 
-def builtin(epochs: int = 40, train_size: int = 48_000, width: int = 384) -> Experiment:
+def builtin(epochs: int = 30, train_size: int = 48_000, width: int = 384) -> Experiment:
     """The demo behind a bare `cosinetui`: a 5-arm spiral classifier, about a minute on 2 CPU cores."""
     torch.manual_seed(0)
     train = spirals(train_size, seed=1)
