@@ -28,7 +28,7 @@ def experiment() -> Experiment:
     return Experiment(
         name="template",
         model=model,
-        train_data=DataLoader(make_data(4096, 1), batch_size=64, shuffle=True),
+        train_data=DataLoader(make_data(16384, 1), batch_size=128, shuffle=True),
         val_data=DataLoader(make_data(1024, 2), batch_size=256),
         loss_fn=nn.CrossEntropyLoss(),
         # Any optimizer: a function from parameters to a torch.optim.Optimizer.
