@@ -60,7 +60,7 @@ class DiagnosticsConfig:
     min_delta: float = 0.01  # relative improvement that counts ...
     noise_k: float = 1.5  # ... and at least this many times the curve's own relative noise
     train_drop: float = 0.1  # train fell by this fraction since val's best ...
-    gap_min: float = 0.1  # ... and val is this fraction above train
+    gap_min: float = 0.1  # ... and val is this fraction above train (both overfitting rules)
     reanneal_epochs: int = 3
     # plateau
     plateau_patience: int = 5
@@ -646,7 +646,10 @@ class Monitor:
             self._train_at_val_best = t
         best, best_epoch, train_then = self._val_min
         gl = 100 * (v / best - 1) if best > 0 else 0.0
-        self._gl_hits = self._gl_hits + 1 if gl >= cfg.gl_warning and t < train_then else 0
+        # Val above its best while train still falls is only overfitting once a real gap has
+        # opened: with val within gap_min of train, a noisy val at a high LR looks the same.
+        gap_open = v >= t * (1 + cfg.gap_min)
+        self._gl_hits = self._gl_hits + 1 if gl >= cfg.gl_warning and t < train_then and gap_open else 0
         rising = self._gl_hits >= cfg.persistence
         stalled = (
             self._val_best.bad >= cfg.patience
