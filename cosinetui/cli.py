@@ -54,6 +54,8 @@ def diagnose(path: str, as_json: bool) -> None:
         _fail(str(exc))
     for problem in log.problems:
         click.echo(f"warning: {problem}", err=True)
+    if not log.events and log.problems:
+        _fail(f"{path}: no readable records (expected JSON lines with a \"type\" field)")
     alerts = find_alerts(History.from_events(log.events))
     if as_json:
         click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
@@ -169,11 +171,15 @@ def _start(config: dict, *, run_dir: str | None, opts: dict, resume: bool = Fals
     from cosinetui.session import TrainerSession
     from cosinetui.trainer import TrainerOptions, pick_device
 
+    seed = config["overrides"].get("seed")
+    seed = 0 if seed is None else seed
     if config["target"]:
-        exp = load_experiment(config["target"], config["entry"])
+        exp = load_experiment(config["target"], config["entry"], seed=seed)
     else:
         from cosinetui.demos import builtin
+        from cosinetui.experiment import seed_everything
 
+        seed_everything(seed)
         exp = builtin()
     exp = exp.with_overrides(**config["overrides"])
     from cosinetui.experiment import ExperimentError

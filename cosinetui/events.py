@@ -58,8 +58,8 @@ class EpochEnd:
     type: ClassVar[str] = "epoch"
     epoch: int  # 1-based
     train_loss: float
-    val_loss: float | None
-    lr: float  # group 0's LR used during the epoch's last batch
+    val_loss: float | None = None  # None: no validation (or, in a converted log, NaN)
+    lr: float = math.nan  # group 0's LR during the epoch's last batch; NaN if not recorded
     seconds: float = 0.0
     samples_per_s: float = 0.0
     step: int = 0  # global batches trained when the epoch ended

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import random
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -130,11 +131,13 @@ def _finite(x: Any) -> bool:
 EXPECTED = "a function taking no arguments that returns cosinetui.Experiment(model=..., train_data=...)"
 
 
-def load_experiment(target: str, entry: str = "experiment") -> Experiment:
+def load_experiment(target: str, entry: str = "experiment", seed: int | None = 0) -> Experiment:
     """Load ``path/to/file.py`` (calling its ``entry``) or ``package.module:function``.
 
-    Every failure raises ExperimentError naming the target and the problem; the original
-    exception is chained for ``--debug``.
+    Torch and Python's RNGs are seeded with ``seed`` (unless None) before the function runs, so
+    the model it builds starts from the same weights every time. Every failure raises
+    ExperimentError naming the target and the problem; the original exception is chained for
+    ``--debug``.
     """
     if target.endswith(".py") or "/" in target or Path(target).is_file():
         module = _import_file(Path(target))
@@ -154,6 +157,8 @@ def load_experiment(target: str, entry: str = "experiment") -> Experiment:
         raise ExperimentError(f"{where}: no function {entry!r}; expected {EXPECTED}")
     if not callable(factory):
         raise ExperimentError(f"{where}: {entry!r} is not callable; expected {EXPECTED}")
+    if seed is not None:
+        seed_everything(seed)
     try:
         exp = factory()
     except Exception as exc:
@@ -167,6 +172,11 @@ def load_experiment(target: str, entry: str = "experiment") -> Experiment:
     except ExperimentError as exc:
         raise ExperimentError(f"{where}: {exc}") from None
     return exp
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _import_file(path: Path) -> Any:

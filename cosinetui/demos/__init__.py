@@ -40,7 +40,6 @@ def mlp(width: int = 256, depth: int = 3, classes: int = 5, dropout: float = 0.0
 
 def builtin(epochs: int = 30, train_size: int = 48_000, width: int = 384) -> Experiment:
     """The demo behind a bare `cosinetui`: a 5-arm spiral classifier, about a minute on 2 CPU cores."""
-    torch.manual_seed(0)
     train = spirals(train_size, seed=1)
     val = spirals(max(train_size // 8, 500), seed=2)
     return Experiment(

@@ -195,3 +195,30 @@ def test_signal_stops_after_the_batch_checkpoints_and_resumes(tmp_path, sig):
 def test_resume_errors_are_clear(tmp_path):
     out = cli("resume", str(tmp_path / "nothing"))
     assert out.returncode == 2 and "not a cosinetui run directory" in out.stderr
+
+
+def test_loading_seeds_model_initialisation():
+    from cosinetui.experiment import load_experiment
+
+    a = load_experiment(TINY.replace("tiny_experiment.py", "../../demos/lr_too_high.py"), seed=3)
+    b = load_experiment(TINY.replace("tiny_experiment.py", "../../demos/lr_too_high.py"), seed=3)
+    c = load_experiment(TINY.replace("tiny_experiment.py", "../../demos/lr_too_high.py"), seed=4)
+    wa, wb, wc = (next(e.model.parameters()) for e in (a, b, c))
+    assert wa.equal(wb) and not wa.equal(wc)
+
+
+def test_diagnose_refuses_a_file_with_no_records(tmp_path):
+    bad = tmp_path / "x.jsonl"
+    bad.write_bytes(b"\x00\x01garbage\nnot json\n")
+    out = cli("diagnose", str(bad))
+    assert out.returncode == 2 and "no readable records" in out.stderr
+
+
+def test_diagnose_accepts_epoch_records_without_lr(tmp_path):
+    log = tmp_path / "m.jsonl"
+    log.write_text("".join(
+        json.dumps({"type": "epoch", "epoch": i, "train_loss": 1 / i, "val_loss": 1.0}) + "\n" for i in range(1, 6)
+    ))
+    out = cli("diagnose", str(log), "--json")
+    assert out.returncode == 0 and "skipped" not in out.stderr
+    assert isinstance(json.loads(out.stdout), list)
