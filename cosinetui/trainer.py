@@ -270,16 +270,17 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)  # skips non-finite steps itself
             self.scaler.update()
-        elif self.device.type == "cuda":
+        elif self.device.type != "cpu":
             loss.backward()
-            # No host sync: a non-finite batch contributes no gradient instead of a branch.
+            # CUDA and MPS run asynchronously: branching on the loss would sync the host every
+            # batch. Instead a non-finite batch contributes no gradient, decided on the device.
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.masked_fill_(~finite, 0.0)
             self.optimizer.step()
         else:
             loss.backward()
-            if bool(finite):  # free on CPU/MPS: no asynchronous queue to stall
+            if bool(finite):  # free on the CPU: there is no asynchronous queue to stall
                 self.optimizer.step()
         return loss.detach().float()
 
