@@ -84,6 +84,13 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def drop_grads_unless(finite: torch.Tensor, params: Any) -> None:
+    """Zero every gradient when the 0-dim bool tensor ``finite`` is False, without a host sync."""
+    for p in params:
+        if p.grad is not None:
+            p.grad.masked_fill_(~finite, 0.0)
+
+
 def _batch_size(batch: Any) -> int:
     while isinstance(batch, (list, tuple)) and batch:
         batch = batch[0]
@@ -274,9 +281,7 @@ class Trainer:
             loss.backward()
             # CUDA and MPS run asynchronously: branching on the loss would sync the host every
             # batch. Instead a non-finite batch contributes no gradient, decided on the device.
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    p.grad.masked_fill_(~finite, 0.0)
+            drop_grads_unless(finite, self.model.parameters())
             self.optimizer.step()
         else:
             loss.backward()

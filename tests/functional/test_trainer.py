@@ -313,3 +313,15 @@ def test_session_relays_events_across_threads(tmp_path):
     assert isinstance(events[0], RunStarted) and isinstance(events[-1], Finished)
     assert session.done
     assert threading.active_count() >= 1
+
+
+def test_sync_free_nonfinite_guard_zeroes_gradients_on_the_device():
+    from cosinetui.trainer import drop_grads_unless
+
+    model = torch.nn.Linear(3, 2)
+    model(torch.ones(1, 3)).sum().backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    drop_grads_unless(torch.tensor(True), model.parameters())
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, model.parameters(), strict=True))
+    drop_grads_unless(torch.isfinite(torch.tensor(float("nan"))), model.parameters())
+    assert all(not p.grad.any() for p in model.parameters())
