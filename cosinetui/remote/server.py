@@ -255,12 +255,14 @@ class RunServer:
             sel.close()
 
     def _take_events(self) -> None:
-        self._woken = False
+        # Empty the wake-up socket before clearing the flag: an event appended after the
+        # flag is cleared sends a new wake-up byte, one appended before is taken below.
         try:
             while self._wake_r.recv(4096):
                 pass
         except OSError:
             pass
+        self._woken = False
         while self._incoming:
             event = self._incoming.popleft()
             self.seq += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import stat
@@ -87,7 +88,8 @@ class LiveRun:
     ) -> None:
         self.start_thread = start_thread
         self.trainer = Trainer(exp, TrainerOptions(run_dir=run_dir, resume=resume))
-        self.server = RunServer(run_dir, self.trainer.send, **server_options)
+        self.delivered: queue.SimpleQueue = queue.SimpleQueue()  # commands handed to the trainer
+        self.server = RunServer(run_dir, self._deliver, **server_options)
         self.trainer.listeners.append(self.server.listener)
         self.thread = threading.Thread(target=self.trainer.run, daemon=True)
 
@@ -100,6 +102,10 @@ class LiveRun:
     def __exit__(self, *exc) -> None:
         self.thread.join(TIMEOUT)
         self.server.close()
+
+    def _deliver(self, command) -> None:
+        self.trainer.send(command)
+        self.delivered.put(command)
 
     def join(self) -> None:
         self.thread.join(TIMEOUT)
@@ -156,6 +162,7 @@ def test_two_clients_steer_detach_and_reattach(short_dir):
         a, b = attach(run_dir), attach(run_dir)
         fa, fb = Follower(a), Follower(b)
         a.send(Pause())
+        assert run.delivered.get(timeout=TIMEOUT) == Pause()
         gate.release[3].set()
         for f in (fa, fb):
             paused = f.wait_for(Paused)
