@@ -258,4 +258,42 @@ def socket_address(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
+def answers(path: Path, timeout: float = 1.0) -> bool:
+    """Whether a process listens on the socket at ``path`` (a stale one refuses)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        with socket_address(path) as address:
+            sock.connect(address)
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # it exists and is not plainly dead (e.g. a full backlog): assume live
+    finally:
+        sock.close()
+
+
+def probe_pid(path: Path, timeout: float = 1.0) -> int | None:
+    """The pid in a live server's hello, or None."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        with socket_address(path) as address:
+            sock.connect(address)
+        data = b""
+        while b"\n" not in data and len(data) < MAX_REQUEST_BYTES:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        hello = json.loads(data.split(b"\n", 1)[0])
+        pid = hello.get("pid") if isinstance(hello, dict) else None
+        return pid if isinstance(pid, int) else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()
+
+
 SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)

@@ -28,12 +28,14 @@ from cosinetui.remote.protocol import (
     SEND_FLAGS,
     SOCKET_NAME,
     ProtocolError,
+    answers,
     encode,
     error_message,
     event_message,
     log_lines_at_start,
     parse_request,
     peer_uid,
+    probe_pid,
     socket_address,
 )
 
@@ -183,7 +185,7 @@ class RunServer:
         if st is not None:
             if not stat.S_ISSOCK(st.st_mode):
                 raise ServeError(f"{self.path}: exists and is not a socket; remove it first")
-            if _answers(self.path):
+            if answers(self.path):
                 raise RunInUse(self._in_use_message())
             os.unlink(self.path)  # left by a process that died: stale
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -203,7 +205,7 @@ class RunServer:
         self._listen = sock
 
     def _in_use_message(self) -> str:
-        pid = _probe_pid(self.path)
+        pid = probe_pid(self.path)
         who = f"a live run (pid {pid})" if pid else "another live run"
         return (
             f"{self.run_dir}: in use by {who}; attach to it with: cosinetui attach {self.run_dir}"
@@ -440,42 +442,3 @@ class RunServer:
                     if mask & selectors.EVENT_WRITE and key.data.sock.fileno() in self._clients:
                         self._flush(key.data)
 
-
-def _answers(path: Path, timeout: float = 1.0) -> bool:
-    """Whether a process listens on the socket at ``path`` (a stale one refuses)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        with socket_address(path) as address:
-            sock.connect(address)
-        return True
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except OSError:
-        return True  # it exists and is not plainly dead (e.g. a full backlog): assume live
-    finally:
-        sock.close()
-
-
-def _probe_pid(path: Path, timeout: float = 1.0) -> int | None:
-    """The pid in a live server's hello, or None."""
-    import json
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        with socket_address(path) as address:
-            sock.connect(address)
-        data = b""
-        while b"\n" not in data and len(data) < MAX_REQUEST_BYTES:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        hello = json.loads(data.split(b"\n", 1)[0])
-        pid = hello.get("pid") if isinstance(hello, dict) else None
-        return pid if isinstance(pid, int) else None
-    except (OSError, ValueError):
-        return None
-    finally:
-        sock.close()
