@@ -437,12 +437,14 @@ class Monitor:
         if not self._first:
             return
         start = min(self._first)
+        if start <= 0:
+            return  # ratio rules need a positive loss (a log-likelihood can be negative)
         best = self._best_ema if self._best_ema is not None else start
         base = max(best, start) if grace or self._best_ema is None else best
         spe = self._steps_per_epoch()
         window = min(cfg.divergence_window, max(4, spe // 2)) if spe else cfg.divergence_window
         self._recent.append(x)
-        self._flags.append(x >= cfg.divergence_ratio * base)
+        self._flags.append(base > 0 and x >= cfg.divergence_ratio * base)
         recent = list(self._recent)[-window:]
         flags = sum(list(self._flags)[-window:])
         median = _median(sorted(recent))
@@ -474,7 +476,8 @@ class Monitor:
         if not self._div_batch:
             return
         peak, at = self._div_peak
-        msg = f"loss rose to {_num(peak)} at step {at}, {_num(peak / best)}x its best smoothed {_num(best)}"
+        ratio = f"{_num(peak / best)}x" if best > 0 else "far above"
+        msg = f"loss rose to {_num(peak)} at step {at}, {ratio} its best smoothed {_num(best)}"
         if stuck:
             msg += f"; still {_num(median)}, not below its starting value {_num(start)}"
         else:
@@ -590,7 +593,7 @@ class Monitor:
         if self._best_train is None or t < self._best_train:
             self._best_train = t
         best = self._best_train
-        if t >= best * (1 + rise):
+        if best > 0 and t >= best * (1 + rise):  # a zero loss has nothing to rise from
             self._rise_hits += 1
         else:
             self._rise_hits = 0

@@ -421,3 +421,20 @@ def test_any_epoch_log_gives_well_formed_alerts(rows) -> None:
         assert a.severity in ("info", "warning", "critical") and 1 <= a.epoch <= len(rows)
         assert a.message and "\n" not in a.message
     assert format_alerts(alerts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.just(0.0), st.floats(-5, 5), st.floats(1e-12, 1e6)), min_size=1, max_size=400))
+def test_any_batch_losses_give_well_formed_alerts(losses):
+    history = History()
+    monitor = Monitor()
+    step = 0
+    for epoch, start in enumerate(range(0, len(losses), 50), 1):
+        part = tuple(losses[start : start + 50])
+        history.apply(BatchChunk(epoch, step, part, tuple(0.1 for _ in part), len(part)))
+        step += len(part)
+        monitor.update(history)
+        history.apply(EpochEnd(epoch, sum(part) / len(part), None, 0.1, step=step))
+        for alert in monitor.update(history):
+            assert alert.kind in {"overfitting", "instability", "nan", "divergence", "plateau", "schedule"}
+            assert alert.message
