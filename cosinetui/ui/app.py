@@ -41,12 +41,16 @@ from cosinetui.ui.widgets.progress import EpochProgress
 from cosinetui.ui.widgets.status import StatusLine
 
 MIN_WIDTH, MIN_HEIGHT = 60, 20
+STOP_TIMEOUT = 120.0  # seconds a crashed UI waits for the trainer's last checkpoint
 POLL_SECONDS = 0.125  # 8 Hz: fresh enough to read, cheap when nothing changed
 CONTROLS = {"pause", "resume", "adjust", "restart", "checkpoint"}
 
 
 class CosineApp(App[int]):
-    """``CosineApp(session).run()``; the return value is the exit code (1 if the run failed)."""
+    """``CosineApp(session).run()``; the return value is the exit code (1 if the run failed).
+
+    The caller starts the session (before or after the app; events wait in its queue).
+    """
 
     CSS_PATH = "dashboard.tcss"
     TITLE = "cosinetui"
@@ -110,7 +114,6 @@ class CosineApp(App[int]):
         self.lr_plot.border_title = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
         self.epoch_table.border_title = "epochs"
         self.alerts_panel.border_title = "warnings"
-        self.session.start()
         self.set_interval(POLL_SECONDS, self.poll)
         self._check_size()
         if self.handle_signals:
@@ -341,12 +344,19 @@ class CosineApp(App[int]):
 
 
 def run_dashboard(session: Session, *, mouse: bool = True) -> int:
-    """Run the dashboard on ``session`` until the user quits or a signal ends it.
+    """Run the dashboard on a started ``session`` until the user quits or a signal ends it.
 
-    Returns 0 when the run finished or was stopped, 1 when it failed.
+    Returns 0 when the run finished or was stopped, 1 when it failed (or the app crashed).
+    If the app ends while the run still trains (a crash), the run is stopped and given time
+    to write its checkpoint, so the process never dies mid-write.
     """
     app = CosineApp(session, handle_signals=True)
-    code = app.run(mouse=mouse)
-    if code is None:
-        code = app.exit_code
-    return int(code)
+    try:
+        code = app.run(mouse=mouse)
+    finally:
+        if not session.read_only and not session.done:
+            session.send(Stop(app.stopping or "stopped"))
+            session.wait(STOP_TIMEOUT)
+    if app.return_code:
+        return app.return_code
+    return int(code) if code is not None else app.exit_code

@@ -21,6 +21,7 @@ SIZE = (80, 24)
 
 def live_app(tmp_path, epochs: int = 400) -> CosineApp:
     session = TrainerSession(experiment(epochs=epochs), TrainerOptions(run_dir=tmp_path / "run"))
+    session.start()
     return CosineApp(session)
 
 

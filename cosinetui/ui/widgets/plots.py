@@ -122,7 +122,7 @@ def _set_axes(
         else nice_ticks(y_lo, y_hi, max(2, height // 3))
     )
     plt.yticks(yticks, [fmt_tick(10**t if log else t) for t in yticks])
-    xticks = nice_ticks(x_lo, x_top, max(2, width // 10), integer=x_top - x_lo >= 2)
+    xticks = nice_ticks(x_lo, x_top, max(2, width // 8), integer=x_top - x_lo >= 2)
     plt.xticks(xticks, [fmt_tick(t) for t in xticks])
 
 

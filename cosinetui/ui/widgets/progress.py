@@ -7,6 +7,7 @@ from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
 from cosinetui.history import History
+from cosinetui.ui.widgets.status import in_progress
 
 
 class EpochProgress(Horizontal):
@@ -33,16 +34,9 @@ class EpochProgress(Horizontal):
         bar = self.query_one(ProgressBar)
         label = self.query_one(Label)
         spe = run.steps_per_epoch if run else 0
-        if history.batches_in_epoch:
-            epoch, done = history.epoch_in_progress, history.batches_in_epoch
-        else:  # between epochs: the last one is complete
-            epoch, done = history.epochs_done, spe
-        if history.state in ("finished", "stopped", "failed") and not history.batches_in_epoch:
-            label.update(f"epoch {epoch}/{history.total_epochs}")
-        else:
-            label.update(
-                f"epoch {epoch}/{history.total_epochs}" + (f" {done}/{spe}" if spe else f" {done}")
-            )
+        epoch = in_progress(history)
+        done = history.batches_in_epoch if epoch != history.epochs_done else spe
+        label.update(f"epoch {epoch}/{history.total_epochs}" + (f" {done}/{spe}" if spe else ""))
         if spe:
             bar.update(total=spe, progress=min(done, spe))
         else:

@@ -34,6 +34,16 @@ def eta_seconds(history: History) -> float | None:
     return max(left, 0.0) * per_epoch
 
 
+def in_progress(history: History) -> int:
+    """The epoch being trained (1-based); the last one done once the run is over."""
+    if history.state in ("running", "paused", "starting"):
+        if history.batches_in_epoch:
+            return history.epoch_in_progress
+        if history.run is not None and history.epochs_done < history.total_epochs:
+            return history.epochs_done + 1
+    return history.epochs_done
+
+
 def current_lr(history: History) -> float | None:
     if history.lrs:
         return history.lrs[-1]
@@ -48,9 +58,7 @@ def status_text(history: History, width: int, note: str = "") -> Text:
     state = note or history.state
     if history.state == "paused" and history.pause_reason not in ("", "user"):
         state = f"paused ({history.pause_reason})"
-    epoch = history.epochs_done
-    if history.state in ("running", "paused") and history.batches_in_epoch:
-        epoch = history.epoch_in_progress
+    epoch = in_progress(history)
     parts: list[tuple[int, str, str]] = [  # (priority: lower is dropped last, text, style)
         (0, run.run_name if run else "cosinetui", "bold"),
         (0, state, STATE_STYLES.get(history.state if not note else "stopping", "bold")),

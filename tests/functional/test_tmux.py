@@ -1,0 +1,147 @@
+"""The real ``cosinetui`` command in a real terminal: tmux at 80x24, keys in, screen out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cosinetui import store
+from cosinetui.events import CheckpointWritten, Finished
+
+pytestmark = [
+    pytest.mark.tmux,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+
+def cosinetui_command() -> str:
+    script = Path(sys.executable).with_name("cosinetui")
+    if script.exists():
+        return str(script)
+    found = shutil.which("cosinetui")
+    if found is None:
+        pytest.skip("the cosinetui command is not installed (pip install -e .)")
+    return found
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), one 80x24 window running a command."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.socket = f"cosinetui-test-{uuid.uuid4().hex[:8]}"
+        self.cwd = cwd
+
+    def tmux(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout
+
+    def start(self, command: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "COLORTERM"}
+        subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-s", "t",
+             "-x", "80", "-y", "24", "-c", str(self.cwd),
+             f"env -u COLORTERM TERM=xterm-256color {command}; echo EXIT=$?; sleep 60"],
+            check=True, env=env, timeout=10,
+        )  # fmt: skip
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """Poll the pane (another process: nothing to await) until ``text`` shows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never showed; the screen:\n{screen}")
+            time.sleep(0.2)
+
+    def wait_gone(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text not in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never went away; the screen:\n{screen}")
+            time.sleep(0.2)
+
+    def pid(self) -> int:
+        return int(self.tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    session = Tmux(tmp_path)
+    yield session
+    session.kill()
+
+
+def run_dir(cwd: Path) -> Path:
+    (found,) = (cwd / "runs").iterdir()
+    return found
+
+
+def test_dashboard_at_80x24_pause_then_quit_with_a_checkpoint(tmux, tmp_path):
+    tmux.start(cosinetui_command())
+    tmux.wait_for("running")
+    screen = tmux.wait_for("space pause")
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    for part in ("loss", "LR", "epochs", "warnings", "q quit"):
+        assert part in screen
+    tmux.keys("Space")
+    screen = tmux.wait_for("paused")
+    assert "space resume" in screen
+    tmux.keys("a")
+    screen = tmux.wait_for("Adjust schedule")
+    assert "reanneal" in screen and "Apply" in screen
+    tmux.keys("Escape")  # alone: ESC and a key at once would read as Alt+key
+    tmux.wait_gone("Adjust schedule")
+    tmux.keys("q")
+    tmux.wait_for("Stop and checkpoint")
+    tmux.keys("y")
+    tmux.wait_for("EXIT=0")
+    events = store.read_log(run_dir(tmp_path)).events
+    assert isinstance(events[-1], Finished) and events[-1].reason == "stopped"
+    assert any(isinstance(e, CheckpointWritten) and e.reason == "stop" for e in events)
+    assert (run_dir(tmp_path) / store.CHECKPOINT).exists()
+
+
+def test_hang_up_checkpoints_and_ends(tmux, tmp_path):
+    """A dropped SSH connection: the terminal goes away and the process gets SIGHUP."""
+    tmux.start(cosinetui_command())
+    tmux.wait_for("running")
+    shell = tmux.pid()
+    children = subprocess.run(
+        ["pgrep", "-P", str(shell)], capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    tmux.kill()  # closes the pty: SIGHUP to the program
+    deadline = time.monotonic() + 60
+    for pid in map(int, children):
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+    events = store.read_log(run_dir(tmp_path)).events
+    assert isinstance(events[-1], Finished) and events[-1].reason == "signal"
+    assert any(isinstance(e, CheckpointWritten) for e in events)
