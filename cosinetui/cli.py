@@ -89,6 +89,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
         click.option("--amp", is_flag=True, help="Mixed precision on CUDA (bfloat16 where supported)."),
         click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), help="What a non-finite loss does; its optimizer step is always skipped. Default: pause in the dashboard, stop headless (nobody is there to resume)."),
         click.option("--checkpoint-every", type=click.IntRange(min=0), default=1, show_default=True, help="Checkpoint every N epochs (0: only on stop, pause and at the end)."),
+        click.option("--detach", is_flag=True, help="Train in the background (no nohup or tmux needed); prints how to attach."),
         click.option("--debug", is_flag=True, help="Show full tracebacks for errors."),
     ]
     for option in reversed(options):
@@ -124,6 +125,12 @@ def run(target: str | None = None, entry: str = "experiment", epochs: int | None
                  "interval": interval, "seed": seed, "name": name}
     config = {"target": target, "entry": entry, "overrides": overrides, **_defaults(opts)}
     _guard(opts["debug"], lambda: _start(config, run_dir=run_dir, opts=opts))
+
+
+def _start(config: dict, **kwargs) -> int:  # noqa: ANN003
+    from cosinetui.launch import start
+
+    return start(config, **kwargs)
 
 
 @main.command()
@@ -162,108 +169,6 @@ def _guard(debug: bool, action) -> None:  # noqa: ANN001
     sys.exit(code or 0)
 
 
-def _start(config: dict, *, run_dir: str | None, opts: dict, resume: bool = False) -> int:
-    import time
-    from pathlib import Path
-
-    from cosinetui import store
-    from cosinetui.experiment import load_experiment
-    from cosinetui.session import TrainerSession
-    from cosinetui.trainer import TrainerOptions, pick_device
-
-    seed = config["overrides"].get("seed")
-    seed = 0 if seed is None else seed
-    if config["target"]:
-        exp = load_experiment(config["target"], config["entry"], seed=seed)
-    else:
-        from cosinetui.demos import builtin
-        from cosinetui.experiment import seed_everything
-
-        seed_everything(seed)
-        exp = builtin()
-    exp = exp.with_overrides(**config["overrides"])
-    from cosinetui.experiment import ExperimentError
-
-    try:
-        exp.validate()
-    except ExperimentError as exc:
-        raise ExperimentError(f"{config['target'] or 'built-in demo'}: {exc}") from None
-    device = opts["device"] or config.get("device") or "auto"
-    try:
-        dev = pick_device(device)
-        if dev.type == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ValueError("--device cuda: CUDA is not available on this machine")
-    except RuntimeError as exc:
-        raise ValueError(f"--device {device}: {exc}") from None
-    if resume:
-        path = Path(run_dir)  # type: ignore[arg-type]
-        if not (path / store.CHECKPOINT).exists():
-            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
-    elif run_dir:
-        path = Path(run_dir)
-        if (path / store.METRICS).exists():
-            raise store.RunDirError(f"{path} already holds a run; continue it with: cosinetui resume {path}")
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    else:
-        path = store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
-    if not resume:
-        store.write_config(path, {**config, "device": device})
-    headless = opts["headless"] or not sys.stdout.isatty()
-    options = TrainerOptions(
-        run_dir=path,
-        device=device,
-        amp=opts["amp"],
-        on_nan=opts["on_nan"] or ("stop" if headless else "pause"),
-        checkpoint_every=opts["checkpoint_every"],
-        resume=resume,
-    )
-    session = TrainerSession(exp, options)
-    if headless:
-        return _headless(session, path)
-    from cosinetui.ui.app import run_dashboard
-
-    session.start()
-    return run_dashboard(session, mouse=not opts["no_mouse"])
-
-
-def _headless(session, path) -> int:  # noqa: ANN001
-    import signal
-
-    from cosinetui.events import Failed, Finished, Stop
-    from cosinetui.headless import print_events
-
-    received: list[str] = []
-
-    def on_signal(signum: int, frame) -> None:  # noqa: ANN001
-        name = signal.Signals(signum).name
-        if received:  # a second signal: leave now; the last checkpoint stays valid
-            click.echo(f"{name} again: exiting without waiting", err=True)
-            os._exit(128 + signum)
-        received.append(name)
-        click.echo(f"{name}: stopping after the current batch and writing a checkpoint...", err=True)
-        session.send(Stop("signal"))
-
-    import os
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    session.start()
-    last = print_events(session, lambda line: click.echo(line))
-    session.wait()
-    sys.stdout.flush()
-    if isinstance(last, Failed):
-        click.echo(f"the run failed; its checkpoint and log are in {path}", err=True)
-        click.echo(f"resume with: cosinetui resume {path}", err=True)
-        return 1
-    if isinstance(last, Finished) and last.reason != "completed":
-        click.echo(f"stopped ({received[0] if received else last.reason}); resume with: cosinetui resume {path}", err=True)
-        return 128 + signal.Signals[received[0]].value if received else 1
-    return 0
-
-
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
@@ -285,3 +190,57 @@ def show(run_dir: str, no_mouse: bool) -> None:
     from cosinetui.ui.app import run_dashboard
 
     sys.exit(run_dashboard(ReplaySession(log.events), mouse=not no_mouse))
+
+
+@main.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=str))
+@click.option("--root", default="runs", show_default=True, help="Where to look for live runs without RUN_DIR.")
+@click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
+def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
+    """Open the dashboard on a live run (default: the most recent one under --root).
+
+    Pause, adjust, checkpoint and stop work as in-process; leaving (q, then detach) never
+    stops the run.
+    """
+    from cosinetui.remote import AttachedSession, AttachError, live_runs
+
+    if run_dir is None:
+        live = live_runs(root)
+        if not live:
+            _fail(f"no live run under {root}/; list runs with: cosinetui ls")
+        run_dir = str(live[0])
+    session = AttachedSession(run_dir)
+    try:
+        session.start()
+    except AttachError as exc:
+        _fail(str(exc))
+    if not sys.stdout.isatty():
+        session.close()
+        _fail("attach needs a terminal")
+    from cosinetui.ui.app import run_dashboard
+
+    try:
+        code = run_dashboard(session, mouse=not no_mouse)
+    finally:
+        session.close()
+    sys.exit(max(code, 0))
+
+
+@main.command(name="ls")
+@click.option("--root", default="runs", show_default=True, help="Directory holding the runs.")
+def list_runs(root: str) -> None:
+    """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val."""
+    from cosinetui.remote import is_live
+    from cosinetui.runs import format_table, run_dirs, summarise
+    from cosinetui.store import RunDirError
+
+    rows = []
+    for d in run_dirs(root):
+        try:
+            rows.append(summarise(d, live=is_live(d, timeout=0.2)))
+        except RunDirError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    if not rows:
+        click.echo(f"no runs under {root}/")
+        return
+    click.echo(format_table(rows))

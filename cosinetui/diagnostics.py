@@ -44,6 +44,9 @@ class DiagnosticsConfig:
     jump_rel: float = 0.25
     jump_count: int = 2
     jump_window: int = 6
+    # A train loss below this fraction of the run's starting loss is never a spike, a jump or
+    # a divergence: once a loss nears zero, tiny absolute changes make huge ratios.
+    significance: float = 0.1
     # divergence
     divergence_ratio: float = 2.0  # loss / best smoothed loss
     divergence_window: int = 20  # batches
@@ -415,6 +418,8 @@ class Monitor:
             self._spikes.popleft()
         if grace or x < med * cfg.spike_ratio or x < med + cfg.spike_mad * scale:
             return
+        if self._first and x < cfg.significance * min(self._first):
+            return  # near zero loss, large ratios of tiny numbers are not instability
         ratio = x / med if med > 0 else math.inf
         if self._last_spike >= step - cfg.spike_merge:
             # Consecutive spikes are one event: a sustained rise is divergence, not noise.
@@ -444,7 +449,7 @@ class Monitor:
         spe = self._steps_per_epoch()
         window = min(cfg.divergence_window, max(4, spe // 2)) if spe else cfg.divergence_window
         self._recent.append(x)
-        self._flags.append(base > 0 and x >= cfg.divergence_ratio * base)
+        self._flags.append(base > 0 and x >= max(cfg.divergence_ratio * base, cfg.significance * start))
         recent = list(self._recent)[-window:]
         flags = sum(list(self._flags)[-window:])
         median = _median(sorted(recent))
@@ -593,7 +598,8 @@ class Monitor:
         if self._best_train is None or t < self._best_train:
             self._best_train = t
         best = self._best_train
-        if best > 0 and t >= best * (1 + rise):  # a zero loss has nothing to rise from
+        significant = self._first_train is None or t >= cfg.significance * self._first_train
+        if best > 0 and t >= best * (1 + rise) and significant:
             self._rise_hits += 1
         else:
             self._rise_hits = 0
@@ -623,7 +629,8 @@ class Monitor:
                 ("train", prev.train_loss, record.train_loss),
                 ("val", prev.val_loss, record.val_loss),
             ):
-                if _finite(a) and _finite(b) and b > a * (1 + cfg.jump_rel):
+                floor = cfg.significance * (self._first_train or 0.0) if name == "train" else 0.0
+                if _finite(a) and _finite(b) and b > a * (1 + cfg.jump_rel) and b >= floor:
                     self._jumps.append((e, name, a, b))  # type: ignore[arg-type]
                     break  # both curves jumping in one epoch is one jump
         if len(self._jumps) >= cfg.jump_count:

@@ -14,6 +14,10 @@ from typing import Protocol
 
 from cosinetui.events import Command, CommandRefused, Event, to_json
 
+# What the dashboard returns when the user detached (or the terminal hung up) while the run
+# goes on: the caller keeps the process training headless.
+DETACHED = -1
+
 
 class Session(Protocol):
     read_only: bool

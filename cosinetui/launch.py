@@ -1,0 +1,205 @@
+"""Starting a run: build the experiment, the run directory, the trainer session and its control
+socket, then drive it with the dashboard, with headless output, or in the background.
+
+The CLI parses options and calls ``start``; nothing here knows about click or textual (the
+dashboard is imported only when it is used).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cosinetui import store
+from cosinetui.events import Failed, Finished, SaveCheckpoint, Stop
+from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
+from cosinetui.headless import print_events
+from cosinetui.session import DETACHED, TrainerSession
+from cosinetui.trainer import TrainerOptions, pick_device
+
+OUTPUT_LOG = "output.log"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_experiment(config: dict[str, Any]) -> Experiment:
+    seed = config["overrides"].get("seed")
+    seed = 0 if seed is None else seed
+    if config["target"]:
+        exp = load_experiment(config["target"], config["entry"], seed=seed)
+    else:
+        from cosinetui.demos import builtin
+
+        seed_everything(seed)
+        exp = builtin()
+    exp = exp.with_overrides(**config["overrides"])
+    try:
+        exp.validate()
+    except ExperimentError as exc:
+        raise ExperimentError(f"{config['target'] or 'built-in demo'}: {exc}") from None
+    return exp
+
+
+def check_device(device: str) -> None:
+    try:
+        dev = pick_device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {device}: {exc}") from None
+    if dev.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: CUDA is not available on this machine")
+
+
+def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
+    if resume:
+        path = Path(run_dir)  # type: ignore[arg-type]
+        if not (path / store.CHECKPOINT).exists():
+            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
+        return path
+    if run_dir:
+        path = Path(run_dir)
+        if (path / store.METRICS).exists():
+            raise store.RunDirError(f"{path} already holds a run; continue it with: cosinetui resume {path}")
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+    return store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
+
+
+def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
+    """Run an experiment as the options say; returns the process exit status."""
+    exp = build_experiment(config)
+    device = opts["device"] or config.get("device") or "auto"
+    check_device(device)
+    path = prepare_dir(exp, run_dir, resume)
+    if not resume:
+        store.write_config(path, {**config, "device": device})
+    if opts.get("detach"):
+        return spawn_detached(path, opts, resume)
+    headless = opts["headless"] or not sys.stdout.isatty()
+    options = TrainerOptions(
+        run_dir=path,
+        device=device,
+        amp=opts["amp"],
+        on_nan=opts["on_nan"] or ("stop" if headless else "pause"),
+        checkpoint_every=opts["checkpoint_every"],
+        resume=resume,
+    )
+    session = TrainerSession(exp, options)
+    from cosinetui.remote import RunServer, ServeError
+
+    server = RunServer(path, session.trainer.send)
+    session.trainer.listeners.append(server.listener)
+    try:
+        server.start()
+    except ServeError as exc:
+        raise store.RunDirError(str(exc)) from None
+    try:
+        if headless:
+            return run_headless(session, path)
+        from cosinetui.ui.app import run_dashboard
+
+        session.start()
+        code = run_dashboard(session, mouse=not opts["no_mouse"])
+        if code == DETACHED:
+            return continue_detached(session, path)
+        return code
+    finally:
+        session.wait(60)
+        server.close()
+
+
+def run_headless(session: TrainerSession, path: Path, *, started: bool = False) -> int:
+    """Print the run's events as lines until it ends. Ctrl+C, SIGTERM and SIGHUP stop it after
+    the current batch with a checkpoint; a second signal exits at once."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if received:  # the last checkpoint stays valid: it is replaced atomically
+            _say(f"{name} again: exiting without waiting")
+            os._exit(128 + signum)
+        received.append(signum)
+        _say(f"{name}: stopping after the current batch and writing a checkpoint...")
+        session.send(Stop("signal"))
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    if not started:
+        session.start()
+    last = print_events(session, lambda line: print(line, flush=True))
+    session.wait()
+    if isinstance(last, Failed):
+        _say(f"the run failed; its checkpoint and log are in {path}")
+        _say(f"resume with: cosinetui resume {path}")
+        return 1
+    if isinstance(last, Finished) and last.reason != "completed":
+        what = signal.Signals(received[0]).name if received else last.reason
+        _say(f"stopped ({what}); resume with: cosinetui resume {path}")
+        return 128 + received[0] if received else 1
+    return 0
+
+
+def continue_detached(session: TrainerSession, path: Path) -> int:
+    """The dashboard ended (the user detached, or the terminal hung up) but the run goes on:
+    write a checkpoint now, and send the rest of the output to the run's output.log."""
+    session.send(SaveCheckpoint())
+    _redirect_output(path / OUTPUT_LOG)
+    print(f"detached from the dashboard; attach again with: cosinetui attach {path}", flush=True)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return run_headless(session, path, started=True)
+
+
+def _redirect_output(log: Path) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+
+
+def spawn_detached(path: Path, opts: dict[str, Any], resume: bool) -> int:
+    """Start the same command again as a background process of its own session, headless,
+    writing to output.log; return once its control socket answers (or it failed)."""
+    from cosinetui.remote import is_live
+
+    argv = [a for a in sys.argv[1:] if a != "--detach"]
+    if not argv or argv[0] not in ("run", "resume"):
+        argv = ["run", *argv]
+    argv += ["--headless"]
+    if not resume and "--run-dir" not in argv:
+        argv += ["--run-dir", str(path)]
+    if not opts.get("on_nan"):
+        argv += ["--on-nan", "pause"]  # someone can attach and resume
+    log = path / OUTPUT_LOG
+    with open(log, "ab") as out:
+        os.chmod(log, 0o600)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cosinetui", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # no controlling terminal: immune to the shell's SIGHUP
+        )
+    while not is_live(path, timeout=0.5):
+        if child.poll() is not None:
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            _say("the background run ended at once:\n" + "\n".join(tail))
+            return child.returncode or 1
+        time.sleep(0.1)
+    print(f"training in the background (pid {child.pid}): {path}")
+    print(f"  watch and steer:  cosinetui attach {path}")
+    print(f"  output:           {log}")
+    return 0
