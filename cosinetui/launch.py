@@ -64,6 +64,10 @@ def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
         path = Path(run_dir)  # type: ignore[arg-type]
         if not (path / store.CHECKPOINT).exists():
             raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
+        from cosinetui.remote import is_live
+
+        if is_live(path):
+            raise store.RunDirError(f"{path} is still training; watch it with: cosinetui attach {path}")
         return path
     if run_dir:
         path = Path(run_dir)

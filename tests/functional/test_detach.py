@@ -91,3 +91,15 @@ def test_attach_without_live_runs_is_a_clear_error(short_dir):
 def test_ls_with_no_runs(short_dir):
     out = cosinetui("ls", cwd=short_dir)
     assert out.returncode == 0 and "no runs" in out.stdout
+
+
+def test_resume_of_a_live_run_points_to_attach(short_dir):
+    out = cosinetui("run", TINY, "--epochs", "100000", "--detach", "--run-dir", "r", cwd=short_dir)
+    assert out.returncode == 0, out.stderr
+    again = cosinetui("resume", "r", cwd=short_dir)
+    assert again.returncode == 2 and "cosinetui attach r" in again.stderr
+    session = AttachedSession(short_dir / "r")
+    session.start()
+    session.send(Stop())
+    assert wait_for(session, Finished).reason == "stopped"
+    session.close()
