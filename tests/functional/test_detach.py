@@ -34,6 +34,14 @@ def short_dir():
     # Unix socket paths are limited to ~107 bytes: keep run directories short.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="ct") as d:
         yield Path(d)
+        # A failed test must not leave a background run training: stop any still live.
+        for sock in Path(d).rglob("control.sock"):
+            if is_live(sock.parent):
+                session = AttachedSession(sock.parent)
+                session.start()
+                session.send(Stop())
+                session.wait(30)
+                session.close()
 
 
 def test_detached_run_can_be_attached_steered_and_listed(short_dir):
