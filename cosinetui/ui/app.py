@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from textual import events
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
+from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from cosinetui.events import (
@@ -131,8 +133,9 @@ class CosineApp(App[int]):
         self.screen_stack[0].set_class(small, "-too-small")
         if small:
             self.too_small.update(
-                f"terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT}, have {width}x{height})\n"
-                "training continues; enlarge the window or press q to quit"
+                f"terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT})\n"
+                f"this one is {width}x{height}; training goes on\n"
+                "enlarge it, or press q to quit"
             )
 
     # ------------------------------------------------------------------ events in
@@ -208,6 +211,22 @@ class CosineApp(App[int]):
         return self.history.end is not None or (self.session.done and not self.session.read_only)
 
     # ------------------------------------------------------------------ commands out
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists the same actions as the footer (those that apply now)."""
+        yield from super().get_system_commands(screen)
+        palette = {
+            "pause": ("Pause training", "Stop at the next batch boundary (space, p)"),
+            "resume": ("Resume training", "Continue the paused run (space, p)"),
+            "adjust": ("Adjust the schedule", "Reanneal, retime or restart, with a preview (a)"),
+            "restart": ("Warm restart", "Back to the peak LR, then a new cosine (r)"),
+            "checkpoint": ("Save a checkpoint now", "Written at the next batch boundary (s)"),
+            "log_scale": ("Toggle log-scale loss", "log10 of the losses on the loss plot (l)"),
+            "quit_dialog": ("Stop and quit", "Checkpoint, then exit (q, Ctrl+C)"),
+        }
+        for action, (title, help_text) in palette.items():
+            if self.check_action(action, ()):
+                yield SystemCommand(title, help_text, partial(self.run_action, action))
 
     def send(self, command: Command) -> None:
         self.session.send(command)

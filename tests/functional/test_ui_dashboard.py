@@ -315,7 +315,7 @@ async def test_terminal_too_small_says_so():
         await pilot.pause()
         message = app.query_one("#too-small", Static)
         assert message.display and not app.query_one("#dashboard").display
-        assert "terminal too small (need 60x20" in str(message.render())
+        assert "terminal too small (need 60x20)" in str(message.render())
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
         assert not message.display and app.query_one("#dashboard").display
@@ -367,3 +367,44 @@ def test_big_run_redraws_fast():
     assert loss_builds >= 2 and lr_builds >= 2
     print(f"redraw: {best * 1000:.1f} ms")
     assert best < 0.030, f"redraw took {best * 1000:.1f} ms"
+
+
+@pilot_test
+async def test_palette_lists_the_actions_that_apply():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Pause training" in titles and "Adjust the schedule" in titles
+        assert "Resume training" not in titles
+        command = next(
+            c for c in app.get_system_commands(app.screen) if c.title == "Pause training"
+        )
+        await command.callback()
+        assert session.sent == [Pause()]
+
+
+@pilot_test
+async def test_table_follows_the_newest_row_unless_scrolled_up():
+    events = scripted_events(epochs=60, done=40, in_progress=0, alerts=False)
+    more = scripted_events(epochs=60, done=50, in_progress=0, alerts=False)
+    session = ScriptedSession(events)
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.epoch_table
+        await pilot.pause()
+        assert table.is_vertical_scroll_end and table.max_scroll_y > 0
+        for event in more[len(events) : len(events) + 6]:  # epochs 41-43 arrive
+            session.events.put(event)
+        app.poll()
+        await pilot.pause()
+        assert table.row_count == 43 and table.is_vertical_scroll_end
+        table.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        for event in more[len(events) + 6 :]:
+            session.events.put(event)
+        app.poll()
+        await pilot.pause()
+        assert table.row_count == 50 and table.scroll_y == 0

@@ -58,8 +58,8 @@ class EpochTable(DataTable):
         )
         shown.extend(new)
         self._mark_best(history)
-        if follow:
-            self.scroll_end(animate=False, x_axis=False)
+        if follow:  # the cursor is hidden; moving it scrolls once the new rows are measured
+            self.move_cursor(row=self.row_count - 1, column=0, animate=False, scroll=True)
 
     def _cells(self, epoch: EpochEnd) -> list[Text | str]:
         cells: list[Text | str] = [
