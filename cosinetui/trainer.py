@@ -263,21 +263,21 @@ class Trainer:
         self._between_batches(epoch)
 
     def _train_batch(self, batch: Any) -> torch.Tensor:
-        exp = self.exp
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            if exp.train_step is not None:
-                loss = exp.train_step(self.model, batch)
-            else:
-                inputs, targets = batch[0], batch[1]
-                loss = exp.loss_fn(self.model(inputs), targets)
+        if self.amp_dtype is None:
+            # Even a disabled autocast context costs a few microseconds a batch (~2.5% of a
+            # 0.5 ms batch): enter it only when mixed precision is on.
+            loss = self._forward(batch)
+        else:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype):
+                loss = self._forward(batch)
         loss = loss.detach().float() if not loss.requires_grad else loss
-        finite = torch.isfinite(loss.detach())
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)  # skips non-finite steps itself
             self.scaler.update()
         elif self.device.type != "cpu":
+            finite = torch.isfinite(loss.detach())
             loss.backward()
             # CUDA and MPS run asynchronously: branching on the loss would sync the host every
             # batch. Instead a non-finite batch contributes no gradient, decided on the device.
@@ -285,9 +285,17 @@ class Trainer:
             self.optimizer.step()
         else:
             loss.backward()
-            if bool(finite):  # free on the CPU: there is no asynchronous queue to stall
+            # Free on the CPU (no asynchronous queue to stall); a plain float check is cheaper
+            # than a torch.isfinite kernel plus bool().
+            if math.isfinite(loss.item()):
                 self.optimizer.step()
         return loss.detach().float()
+
+    def _forward(self, batch: Any) -> torch.Tensor:
+        exp = self.exp
+        if exp.train_step is not None:
+            return exp.train_step(self.model, batch)
+        return exp.loss_fn(self.model(batch[0]), batch[1])
 
     def _flush_batches(self, epoch: int) -> None:
         """Copy the pending batch losses to the host in one transfer and emit a chunk."""
