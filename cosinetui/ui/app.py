@@ -5,6 +5,7 @@ commands. It never touches the trainer; a read-only session (a recorded run) dis
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -121,7 +122,7 @@ class CosineApp(App[int]):
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.hang_up)
+                loop.add_signal_handler(sig, self.hang_up, sig)
         self.call_after_refresh(self.poll)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -351,15 +352,46 @@ class CosineApp(App[int]):
         self.refresh_bindings()
         self.poll()
 
-    def hang_up(self) -> None:
+    def hang_up(self, signum: int = signal.SIGHUP) -> None:
         """SIGHUP (the terminal went away) or SIGTERM: checkpoint and end, nothing half-written."""
+        if signum == signal.SIGHUP and self.handle_signals:
+            self._mute_driver()
+            detach_terminal()
         if self.session.read_only or self.run_over:
             self.exit(self.exit_code)
         else:
             self.stop("signal")
 
+    def _mute_driver(self) -> None:
+        """Stop writing to a terminal that is gone.
+
+        Textual's output thread dies on the first write to a hung-up tty, after which its
+        bounded queue fills and the next write (the shutdown's restore sequences) blocks
+        forever. Drop output instead, and skip the join of that thread at close.
+        """
+        driver = getattr(self, "_driver", None)
+        if driver is not None:
+            driver.write = lambda data: None
+            driver.flush = lambda: None
+            driver.close = lambda: None
+
     async def action_quit(self) -> None:
         self.action_quit_dialog()
+
+
+def detach_terminal() -> None:
+    """Point stdin, stdout and stderr at /dev/null once the terminal is gone, so that
+    whatever still prints (a warning, the CLI's last line) does not fail with EIO."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    for fd in (0, 1, 2):
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
 
 
 def run_dashboard(session: Session, *, mouse: bool = True) -> int:

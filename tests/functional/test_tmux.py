@@ -135,13 +135,15 @@ def test_hang_up_checkpoints_and_ends(tmux, tmp_path):
     ).stdout.split()
     tmux.kill()  # closes the pty: SIGHUP to the program
     deadline = time.monotonic() + 60
-    for pid in map(int, children):
-        while time.monotonic() < deadline:
+    alive = [int(pid) for pid in children]
+    while alive and time.monotonic() < deadline:
+        for pid in list(alive):
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                break
-            time.sleep(0.2)
+                alive.remove(pid)
+        time.sleep(0.2)
+    assert not alive, "cosinetui did not exit after SIGHUP"
     events = store.read_log(run_dir(tmp_path)).events
     assert isinstance(events[-1], Finished) and events[-1].reason == "signal"
     assert any(isinstance(e, CheckpointWritten) for e in events)
