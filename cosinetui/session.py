@@ -21,6 +21,7 @@ DETACHED = -1
 
 class Session(Protocol):
     read_only: bool
+    owns_run: bool  # the run trains in this process (False: recorded, or attached over a socket)
 
     def start(self) -> None: ...
 
@@ -67,6 +68,7 @@ class ReplaySession:
     """A finished (or frozen) run, served from its recorded events. Commands are refused."""
 
     read_only = True
+    owns_run = False
 
     def __init__(self, events: Iterable[Event]) -> None:
         self._events = EventQueue()
@@ -101,6 +103,7 @@ class TrainerSession:
     """
 
     read_only = False
+    owns_run = True  # the run lives in this process: it ends when the process does
 
     def __init__(self, experiment, options) -> None:  # noqa: ANN001 - torch-free import
         from cosinetui.trainer import Trainer

@@ -132,6 +132,7 @@ class AttachedSession:
     """
 
     read_only = False
+    owns_run = False  # the run lives in another process: leaving never stops it
 
     def __init__(self, run_dir: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         self.run_dir = Path(run_dir)

@@ -30,7 +30,7 @@ from cosinetui.events import (
     to_json,
 )
 from cosinetui.history import History
-from cosinetui.session import Session
+from cosinetui.session import DETACHED, Session
 from cosinetui.ui import schedule_view
 from cosinetui.ui.format import fmt_lr
 from cosinetui.ui.messages import FixRequested
@@ -46,7 +46,7 @@ from cosinetui.ui.widgets.status import StatusLine
 MIN_WIDTH, MIN_HEIGHT = 60, 20
 STOP_TIMEOUT = 120.0  # seconds a crashed UI waits for the trainer's last checkpoint
 POLL_SECONDS = 0.125  # 8 Hz: fresh enough to read, cheap when nothing changed
-CONTROLS = {"pause", "resume", "adjust", "restart", "checkpoint"}
+CONTROLS = {"pause", "resume", "adjust", "restart", "checkpoint", "detach"}
 
 
 class CosineApp(App[int]):
@@ -66,6 +66,7 @@ class CosineApp(App[int]):
         Binding("r", "restart", "restart", id="restart"),
         Binding("s", "checkpoint", "save", id="checkpoint"),
         Binding("l", "log_scale", "log y", id="log_scale"),
+        Binding("d", "detach", "detach", id="detach"),
         Binding("q", "quit_dialog", "quit", id="quit"),
         Binding("ctrl+c", "quit_dialog", "quit", id="quit_ctrl_c", show=False, priority=True),
         Binding("ctrl+q", "quit_dialog", "quit", id="quit_ctrl_q", show=False, priority=True),
@@ -81,6 +82,7 @@ class CosineApp(App[int]):
         self.history = History()
         self.handle_signals = handle_signals
         self.stopping = ""  # the reason of a Stop sent, "" while none was
+        self.detached = False
         self.polls = 0
         self._changed = asyncio.Event()  # set by a poll that brought events
         self._polled = asyncio.Event()  # set by every poll
@@ -223,7 +225,8 @@ class CosineApp(App[int]):
             "restart": ("Warm restart", "Back to the peak LR, then a new cosine (r)"),
             "checkpoint": ("Save a checkpoint now", "Written at the next batch boundary (s)"),
             "log_scale": ("Toggle log-scale loss", "log10 of the losses on the loss plot (l)"),
-            "quit_dialog": ("Stop and quit", "Checkpoint, then exit (q, Ctrl+C)"),
+            "detach": ("Detach", "Leave the dashboard; the run keeps training (d)"),
+            "quit_dialog": ("Quit", "Stop with a checkpoint, or detach (q, Ctrl+C)"),
         }
         for action, (title, help_text) in palette.items():
             if self.check_action(action, ()):
@@ -328,7 +331,7 @@ class CosineApp(App[int]):
 
     def action_quit_dialog(self) -> None:
         if isinstance(self.screen, QuitScreen):  # a second Ctrl+C confirms
-            self.screen.dismiss(True)
+            self.screen.action_confirm()
             return
         if self.session.read_only or self.run_over:
             self.exit(self.exit_code)
@@ -337,11 +340,23 @@ class CosineApp(App[int]):
             self.notify("stopping: waiting for the checkpoint", timeout=2)
             return
 
-        def answered(stop: bool | None) -> None:
-            if stop:
+        def answered(choice: str | None) -> None:
+            if choice == "stop":
                 self.stop("stopped")
+            elif choice == "detach":
+                self.action_detach()
 
-        self.push_screen(QuitScreen(), answered)
+        self.push_screen(QuitScreen(attached=not self.owns_run), answered)
+
+    @property
+    def owns_run(self) -> bool:
+        """True when the run trains in this process (it ends if this process ends)."""
+        return bool(getattr(self.session, "owns_run", False))
+
+    def action_detach(self) -> None:
+        """Leave the dashboard; the run keeps training (in the background if it was ours)."""
+        self.detached = True
+        self.exit(DETACHED)
 
     def stop(self, reason: str) -> None:
         """Ask the trainer to checkpoint and finish; the app exits when it has."""
@@ -353,12 +368,14 @@ class CosineApp(App[int]):
         self.poll()
 
     def hang_up(self, signum: int = signal.SIGHUP) -> None:
-        """SIGHUP (the terminal went away) or SIGTERM: checkpoint and end, nothing half-written."""
+        """SIGHUP (the terminal went away): detach, the run goes on. SIGTERM: checkpoint and end."""
         if signum == signal.SIGHUP and self.handle_signals:
             self._mute_driver()
             detach_terminal()
         if self.session.read_only or self.run_over:
             self.exit(self.exit_code)
+        elif signum == signal.SIGHUP:
+            self.action_detach()  # a dropped connection must not end hours of training
         else:
             self.stop("signal")
 
@@ -397,17 +414,20 @@ def detach_terminal() -> None:
 def run_dashboard(session: Session, *, mouse: bool = True) -> int:
     """Run the dashboard on a started ``session`` until the user quits or a signal ends it.
 
-    Returns 0 when the run finished or was stopped, 1 when it failed (or the app crashed).
-    If the app ends while the run still trains (a crash), the run is stopped and given time
-    to write its checkpoint, so the process never dies mid-write.
+    Returns 0 when the run finished or was stopped, 1 when it failed (or the app crashed), and
+    DETACHED when the user detached or the terminal hung up while the run trains on. If the
+    app ends otherwise while this process's run still trains (a crash), the run is stopped and
+    given time to write its checkpoint, so the process never dies mid-write.
     """
     app = CosineApp(session, handle_signals=True)
     try:
         code = app.run(mouse=mouse)
     finally:
-        if not session.read_only and not session.done:
+        if app.owns_run and not app.detached and not session.done:
             session.send(Stop(app.stopping or "stopped"))
             session.wait(STOP_TIMEOUT)
+    if app.detached:
+        return DETACHED
     if app.return_code:
         return app.return_code
     return int(code) if code is not None else app.exit_code

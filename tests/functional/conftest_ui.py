@@ -153,6 +153,7 @@ class ScriptedSession:
     """
 
     read_only = False
+    owns_run = True
 
     def __init__(
         self,

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from cosinetui import store
-from cosinetui.events import CheckpointWritten, Finished
+from cosinetui.events import CheckpointWritten, Finished, Stop
+from cosinetui.history import History
+from cosinetui.remote import AttachedSession
 
 pytestmark = [
     pytest.mark.tmux,
@@ -125,25 +127,37 @@ def test_dashboard_at_80x24_pause_then_quit_with_a_checkpoint(tmux, tmp_path):
     assert (run_dir(tmp_path) / store.CHECKPOINT).exists()
 
 
-def test_hang_up_checkpoints_and_ends(tmux, tmp_path):
-    """A dropped SSH connection: the terminal goes away and the process gets SIGHUP."""
+def test_hang_up_detaches_and_the_run_goes_on(tmux, tmp_path):
+    """A dropped SSH connection: the terminal goes away and the process gets SIGHUP. The run
+    keeps training in the background, with a checkpoint, and can be attached again."""
     tmux.start(cosinetui_command())
     tmux.wait_for("running")
     shell = tmux.pid()
-    children = subprocess.run(
+    (child,) = subprocess.run(
         ["pgrep", "-P", str(shell)], capture_output=True, text=True, timeout=10
     ).stdout.split()
     tmux.kill()  # closes the pty: SIGHUP to the program
+    run = run_dir(tmp_path)
+    session = AttachedSession(run)
     deadline = time.monotonic() + 60
-    alive = [int(pid) for pid in children]
-    while alive and time.monotonic() < deadline:
-        for pid in list(alive):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                alive.remove(pid)
+    while not (run / "output.log").exists() or b"detached" not in (run / "output.log").read_bytes():
+        assert time.monotonic() < deadline, "no detach note in output.log"
         time.sleep(0.2)
-    assert not alive, "cosinetui did not exit after SIGHUP"
-    events = store.read_log(run_dir(tmp_path)).events
-    assert isinstance(events[-1], Finished) and events[-1].reason == "signal"
-    assert any(isinstance(e, CheckpointWritten) for e in events)
+    os.kill(int(child), 0)  # still alive, training
+    session.start()
+    history = History()
+    before = None
+    while True:
+        event = session.next_event(timeout=30)
+        assert event is not None
+        history.apply(event)
+        if isinstance(event, CheckpointWritten) and before is None:
+            before = event  # the detach checkpoint (or a later epoch's)
+            session.send(Stop())
+        if isinstance(event, Finished):
+            break
+    session.close()
+    assert history.end.reason == "stopped"
+    events = store.read_log(run).events
+    assert not any(isinstance(e, Finished) and e.reason == "signal" for e in events)
+    assert isinstance(events[-1], Finished) and events[-1].reason == "stopped"

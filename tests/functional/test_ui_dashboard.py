@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -20,7 +21,7 @@ from cosinetui.events import (
 )
 from cosinetui.history import History
 from cosinetui.schedule import CosineSchedule
-from cosinetui.session import ReplaySession
+from cosinetui.session import DETACHED, ReplaySession
 from cosinetui.ui.app import CosineApp
 from cosinetui.ui.screens.adjust import ScheduleForm
 from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
@@ -284,16 +285,56 @@ async def test_quit_cancel_keeps_running():
 
 
 @pilot_test
-async def test_hang_up_stops_with_a_checkpoint_reason():
+async def test_sigterm_stops_with_a_checkpoint_reason():
     session = ScriptedSession(scripted_events())
     app = CosineApp(session)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.hang_up()
+        app.hang_up(signal.SIGTERM)
         await app.wait_until(lambda h: h.end is not None, timeout=5)
         await pilot.pause()
     assert session.sent == [Stop("signal")]
     assert app.return_value == 0
+
+
+@pilot_test
+async def test_hang_up_detaches_and_leaves_the_run_training():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.hang_up(signal.SIGHUP)
+        await pilot.pause()
+    assert session.sent == []
+    assert app.detached and app.return_value == DETACHED
+
+
+@pytest.mark.parametrize("keys", [("d",), ("q", "d")])
+@pilot_test
+async def test_detach_key_and_quit_dialog_detach(keys):
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
+    assert session.sent == []
+    assert app.return_value == DETACHED
+
+
+@pilot_test
+async def test_attached_dashboard_quits_by_detaching_by_default():
+    session = ScriptedSession(scripted_events())
+    session.owns_run = False  # another process's run, as over the control socket
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitScreen) and app.screen.attached
+        await pilot.press("enter")
+        await pilot.pause()
+    assert session.sent == [] and app.return_value == DETACHED
 
 
 @pilot_test

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from textual.widgets import Button, Input
 
@@ -122,11 +124,11 @@ async def test_quit_writes_a_checkpoint(tmp_path):
 
 
 @pilot_test
-async def test_hang_up_checkpoints_and_ends(tmp_path):
+async def test_sigterm_checkpoints_and_ends(tmp_path):
     app = live_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await app.wait_until(lambda h: h.step >= 3)
-        app.hang_up()  # what SIGHUP and SIGTERM call
+        app.hang_up(signal.SIGTERM)
         await app.wait_until(lambda h: h.end is not None)
         await pilot.pause()
     assert app.return_value == 0

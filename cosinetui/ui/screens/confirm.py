@@ -1,4 +1,4 @@
-"""Confirmations: quit (stop and checkpoint, or cancel) and warm restart (with its preview)."""
+"""Confirmations: quit (stop and checkpoint, detach, or cancel) and warm restart (with its preview)."""
 
 from __future__ import annotations
 
@@ -54,14 +54,54 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class QuitScreen(Confirm):
-    def __init__(self) -> None:
-        super().__init__(
-            "Quit",
-            "Stop training? The trainer saves a checkpoint, then cosinetui exits.",
-            "Stop and checkpoint",
-            danger=True,
-        )
+class QuitScreen(ModalScreen[str | None]):
+    """Leaving a live run: stop it (checkpoint first), detach (it keeps training), or cancel.
+
+    Dismisses with "stop", "detach" or None. Attached to another process's run, detaching is
+    the default: leaving a dashboard never stops a run unless asked to.
+    """
+
+    BINDINGS = [
+        Binding("escape,n", "choose('')", "cancel", id="quit.cancel"),
+        Binding("y", "choose('stop')", "stop", id="quit.stop"),
+        Binding("d", "choose('detach')", "detach", id="quit.detach"),
+    ]
+
+    def __init__(self, *, attached: bool = False) -> None:
+        super().__init__()
+        self.attached = attached
+
+    def compose(self) -> ComposeResult:
+        if self.attached:
+            question = (
+                "Leave this dashboard? Detach (d) leaves the run training; "
+                "stop (y) ends it with a checkpoint."
+            )
+        else:
+            question = (
+                "Stop training (y)? The trainer saves a checkpoint, then cosinetui exits. "
+                "Or detach (d): the run goes on in the background; cosinetui attach shows it again."
+            )
+        with Vertical(classes="dialog"):
+            yield Static(question, classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button("Stop and checkpoint", id="stop", variant="error", compact=True)
+                yield Button("Detach", id="detach", variant="primary", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(".dialog").border_title = "Quit"
+        self.query_one("#detach" if self.attached else "#stop", Button).focus()
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice or None)
+
+    def action_confirm(self) -> None:  # a second Ctrl+C
+        self.dismiss("stop")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)
 
 
 class RestartScreen(Confirm):
