@@ -26,7 +26,7 @@ def machine(torch_threads: int | None = None) -> str:
     if torch_threads is not None:
         parts.append(f"torch threads {torch_threads}")
     try:
-        parts.append("load avg %.2f %.2f %.2f" % os.getloadavg())
+        parts.append("load avg {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     except OSError:
         pass
     return "; ".join(parts)
@@ -39,7 +39,7 @@ def median(values):
 def table(headers: list[str], rows: list[list[object]]) -> str:
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from cosinetui import Experiment
 SIZES = {
     # name: (inputs, width, batch size, batches per epoch)
     "small": (64, 160, 64, 400),
-    "mid": (256, 512, 128, 100),
+    "mid": (256, 512, 192, 80),
     "large": (512, 1024, 256, 40),
 }
 

@@ -8,6 +8,11 @@
                 120x40 (Textual's headless driver: every widget is rendered and composited,
                 only the final write to a terminal is skipped).
 
+  (d) lean      opt-in (--variants ...,lean): (c) with the UI changes recommended in
+                docs/performance.md simulated by patching the app from outside (plots rebuilt
+                at most every 2 s within an epoch, session polled every 0.5 s). It measures
+                what those changes would buy; it is not how the dashboard ships.
+
 The variants alternate (a, b, c, a, b, c, ...) in one process. Samples/s of a run is its
 epochs' samples over their time, leaving out the first epoch (warm-up); for (b) and (c) the
 time is the trainer's own per-epoch time from its EpochEnd events, for (a) the same span
@@ -34,9 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-
 import experiments  # noqa: E402
+import torch  # noqa: E402
 from _util import machine, median, table  # noqa: E402
 
 
@@ -114,21 +118,55 @@ def dashboard(name: str, epochs: int, size=(120, 40)) -> tuple[float, float]:
     async def drive() -> float:
         async with app.run_test(size=size):
             session.start()
+            # The UI thread's CPU time while epochs 2.. train, over their wall time: how much
+            # of the time the UI held the interpreter (the GIL) that the trainer needs too.
+            await app.wait_until(lambda h: h.epochs_done >= 1, timeout=900)
+            cpu, wall = time.thread_time(), time.perf_counter()
             await app.wait_until(lambda h: h.end is not None, timeout=900)
-            polls = app.polls
-        return polls
+            busy = (time.thread_time() - cpu) / (time.perf_counter() - wall)
+        return busy
 
     try:
-        polls = asyncio.run(drive())
+        busy = asyncio.run(drive())
         session.wait(60)
         assert app.history.state == "finished", app.history.state
-        return _rate(app.history.epochs), polls
+        return _rate(app.history.epochs), busy
     finally:
         server.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-VARIANTS = {"bare": bare, "headless": headless, "dashboard": dashboard}
+def lean(name: str, epochs: int) -> tuple[float, float]:
+    from cosinetui.ui import app as app_module
+    from cosinetui.ui.widgets import plots
+
+    originals = {cls: cls.update_from for cls in (plots.LossPlot, plots.LRPlot)}
+
+    def throttled(original):
+        def update_from(self, history) -> None:
+            now, done = time.monotonic(), history.epochs_done
+            last = getattr(self, "_bench_last", None)
+            if last and now - last[0] < 2.0 and done == last[1] and history.end is None:
+                self._history = history
+                return
+            self._bench_last = (now, done)
+            original(self, history)
+
+        return update_from
+
+    poll = app_module.POLL_SECONDS
+    try:
+        app_module.POLL_SECONDS = 0.5
+        for cls, original in originals.items():
+            cls.update_from = throttled(original)
+        return dashboard(name, epochs)
+    finally:
+        app_module.POLL_SECONDS = poll
+        for cls, original in originals.items():
+            cls.update_from = original
+
+
+VARIANTS = {"bare": bare, "headless": headless, "dashboard": dashboard, "lean": lean}
 
 
 def main() -> None:
@@ -144,26 +182,28 @@ def main() -> None:
     print(f"# overhead: {machine(args.threads)}")
     rows = []
     for name in args.models.split(","):
-        inputs, width, batch, batches = experiments.SIZES[name]
+        batch = experiments.SIZES[name][2]
         rates: dict[str, list[float]] = {v: [] for v in variants}
+        busy: dict[str, list[float]] = {v: [] for v in variants}
         for rep in range(args.reps):
             for v in variants:
-                rate, _ = VARIANTS[v](name, args.epochs)
+                rate, ui = VARIANTS[v](name, args.epochs)
                 rates[v].append(rate)
+                busy[v].append(ui)
             print(f"  {name} round {rep + 1}: " + "  ".join(f"{v} {rates[v][-1]:,.0f}/s" for v in variants), flush=True)
-        ms = batch / median(rates["bare"]) * 1e3 if "bare" in rates else float("nan")
-        row = [name, f"{ms:.2f}", *[median(rates[v]) for v in variants]]
-        if "bare" in rates:
-            for v in variants[1:]:
-                row.append(median([b / a for a, b in zip(rates["bare"], rates[v])]))
-                row.append(f"{min(b / a for a, b in zip(rates['bare'], rates[v])):.3f}-{max(b / a for a, b in zip(rates['bare'], rates[v])):.3f}")
-        rows.append(row)
-    headers = ["model", "ms/batch (a)", *[f"{v} samples/s" for v in variants]]
-    if "bare" in variants:
-        for v in variants[1:]:
-            headers += [f"{v}/bare", "range"]
-    print(table(headers, rows))
-
+        for v in variants:
+            ratios = [b / a for a, b in zip(rates["bare"], rates[v], strict=True)] if "bare" in rates else []
+            rows.append([
+                name,
+                batch / median(rates["bare"]) * 1e3 if "bare" in rates else float("nan"),
+                v,
+                median(rates[v]),
+                median(ratios) if ratios else float("nan"),
+                f"{min(ratios):.3f}-{max(ratios):.3f}" if ratios else "-",
+                f"{median(busy[v]):.1%}" if v in ("dashboard", "lean") else "-",
+            ])
+    print(table(["model", "ms/batch (bare)", "variant", "samples/s (median)", "ratio to bare (median)",
+                 "ratio range", "UI thread busy"], rows))
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
