@@ -27,6 +27,9 @@ def main(ctx: click.Context) -> None:
     \b
       cosinetui                      the built-in demo
       cosinetui run my_experiment.py your model (a file defining experiment())
+      cosinetui run exp.py --detach  train in the background
+      cosinetui attach               the dashboard on a live run
+      cosinetui ls                   runs and their state
       cosinetui diagnose runs/NAME   warnings for a recorded run
     """
     if ctx.invoked_subcommand is None:
