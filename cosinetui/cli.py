@@ -49,6 +49,16 @@ def diagnose(path: str, as_json: bool) -> None:
     from cosinetui.diagnostics import format_alerts
     from cosinetui.events import to_json
     from cosinetui.history import History
+
+    alerts = find_alerts(History.from_events(_read_events(path)))
+    if as_json:
+        click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
+    else:
+        click.echo(format_alerts(alerts))
+
+
+def _read_events(path: str) -> list:
+    """The events of a metrics log; skipped lines are warned about, no records is an error."""
     from cosinetui.store import RunDirError, read_log
 
     try:
@@ -57,13 +67,9 @@ def diagnose(path: str, as_json: bool) -> None:
         _fail(str(exc))
     for problem in log.problems:
         click.echo(f"warning: {problem}", err=True)
-    if not log.events and log.problems:
+    if not log.events:
         _fail(f"{path}: no readable records (expected JSON lines with a \"type\" field)")
-    alerts = find_alerts(History.from_events(log.events))
-    if as_json:
-        click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
-    else:
-        click.echo(format_alerts(alerts))
+    return log.events
 
 
 def _positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -178,21 +184,13 @@ def _guard(debug: bool, action) -> None:  # noqa: ANN001
 def show(run_dir: str, no_mouse: bool) -> None:
     """Open a recorded run (finished, or a live one read-only) in the dashboard."""
     from cosinetui.session import ReplaySession
-    from cosinetui.store import RunDirError, read_log
 
-    try:
-        log = read_log(run_dir)
-    except RunDirError as exc:
-        _fail(str(exc))
-    for problem in log.problems:
-        click.echo(f"warning: {problem}", err=True)
-    if not log.events:
-        _fail(f"{run_dir}: the metrics log holds no events yet")
+    events = _read_events(run_dir)
     if not sys.stdout.isatty():
         _fail("show needs a terminal; for text output use: cosinetui diagnose " + run_dir)
     from cosinetui.ui.app import run_dashboard
 
-    sys.exit(run_dashboard(ReplaySession(log.events), mouse=not no_mouse))
+    sys.exit(run_dashboard(ReplaySession(events), mouse=not no_mouse))
 
 
 @main.command()
