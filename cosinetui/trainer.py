@@ -437,6 +437,8 @@ class Trainer:
 
     def _emit(self, event: Event) -> None:
         self.log.write(event)
+        if isinstance(event, (Finished, Failed)):
+            self.log.flush()  # whoever sees the end can read the complete log
         self.history.apply(event)
         for listener in self.listeners:
             listener(event)
