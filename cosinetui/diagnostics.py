@@ -63,7 +63,7 @@ class DiagnosticsConfig:
     min_delta: float = 0.01  # relative improvement that counts ...
     noise_k: float = 1.5  # ... and at least this many times the curve's own relative noise
     train_drop: float = 0.1  # train fell by this fraction since val's best ...
-    gap_min: float = 0.1  # ... and val is this fraction above train (both overfitting rules)
+    gap_min: float = 0.25  # ... and val is this fraction above train (both overfitting rules)
     reanneal_epochs: int = 3
     # plateau
     plateau_patience: int = 5

@@ -1,5 +1,5 @@
-"""Starting a run: build the experiment, the run directory, the trainer session and its control
-socket, then drive it with the dashboard, with headless output, or in the background.
+"""Starting a run: build the experiment and the run directory, then train headless in this
+process, or in a child process watched by the dashboard, or in the background.
 
 The CLI parses options and calls ``start``; nothing here knows about click or textual (the
 dashboard is imported only when it is used).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cosinetui import store
-from cosinetui.events import Failed, Finished, SaveCheckpoint, Stop
+from cosinetui.events import Failed, Finished, Stop
 from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
 from cosinetui.headless import print_events
 from cosinetui.session import DETACHED, TrainerSession
@@ -87,13 +87,20 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     if not resume:
         store.write_config(path, {**config, "device": device})
     if opts.get("detach"):
-        return spawn_detached(path, opts, resume)
-    headless = opts["headless"] or not sys.stdout.isatty()
+        child = spawn_trainer(path, opts, resume)
+        if isinstance(child, int):
+            return child
+        print(f"training in the background (pid {child.pid}): {path}")
+        print(f"  watch and steer:  cosinetui attach {path}")
+        print(f"  output:           {path / OUTPUT_LOG}")
+        return 0
+    if not (opts["headless"] or not sys.stdout.isatty()):
+        return run_with_dashboard(path, opts, resume)
     options = TrainerOptions(
         run_dir=path,
         device=device,
         amp=opts["amp"],
-        on_nan=opts["on_nan"] or ("stop" if headless else "pause"),
+        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
         checkpoint_every=opts["checkpoint_every"],
         resume=resume,
     )
@@ -107,21 +114,55 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     except ServeError as exc:
         raise store.RunDirError(str(exc)) from None
     try:
-        if headless:
-            return run_headless(session, path)
-        from cosinetui.ui.app import run_dashboard
-
-        session.start()
-        code = run_dashboard(session, mouse=not opts["no_mouse"])
-        if code == DETACHED:
-            return continue_detached(session, path)
-        return code
+        return run_headless(session, path)
     finally:
         session.wait(60)
         server.close()
 
 
-def run_headless(session: TrainerSession, path: Path, *, started: bool = False) -> int:
+def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:
+    """The dashboard in this process, the trainer in a child process attached over the run's
+    control socket.
+
+    Two processes, not two threads: a UI thread competes with the training loop for Python's
+    interpreter lock and measurably slows it (docs/performance.md), a separate process does
+    not. It also makes a dropped connection harmless: the child, in a session of its own,
+    never sees the terminal's SIGHUP and trains on, ready for `cosinetui attach`.
+    """
+    from cosinetui.remote import AttachedSession, AttachError
+    from cosinetui.ui.app import run_dashboard
+
+    try:
+        child = spawn_trainer(path, opts, resume)
+    except KeyboardInterrupt:
+        _say("interrupted while starting; the trainer stops with a checkpoint")
+        return 130
+    if isinstance(child, int):
+        return child
+    session = AttachedSession(path)
+    session.owns_run = True  # we started it: quitting stops it unless the user detaches
+    try:
+        session.start()
+    except (AttachError, KeyboardInterrupt) as exc:
+        child.terminate()  # SIGTERM: the trainer stops after its batch, with a checkpoint
+        _say(f"could not open the dashboard ({exc or 'interrupted'}); the trainer was stopped")
+        return 1
+    try:
+        code = run_dashboard(session, mouse=not opts["no_mouse"])
+    finally:
+        session.close()
+    if code == DETACHED:
+        print(f"detached; training goes on in the background (pid {child.pid})")
+        print(f"  watch and steer:  cosinetui attach {path}")
+        return 0
+    try:
+        child.wait(timeout=60)  # it ends right after its Finished event
+    except subprocess.TimeoutExpired:
+        _say(f"the trainer (pid {child.pid}) is still writing; it will finish in the background")
+    return code
+
+
+def run_headless(session: TrainerSession, path: Path) -> int:
     """Print the run's events as lines until it ends. Ctrl+C, SIGTERM and SIGHUP stop it after
     the current batch with a checkpoint; a second signal exits at once."""
     received: list[int] = []
@@ -137,8 +178,7 @@ def run_headless(session: TrainerSession, path: Path, *, started: bool = False) 
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    if not started:
-        session.start()
+    session.start()
     last = print_events(session, lambda line: print(line, flush=True))
     session.wait()
     if isinstance(last, Failed):
@@ -152,31 +192,9 @@ def run_headless(session: TrainerSession, path: Path, *, started: bool = False) 
     return 0
 
 
-def continue_detached(session: TrainerSession, path: Path) -> int:
-    """The dashboard ended (the user detached, or the terminal hung up) but the run goes on:
-    write a checkpoint now, and send the rest of the output to the run's output.log."""
-    session.send(SaveCheckpoint())
-    _redirect_output(path / OUTPUT_LOG)
-    print(f"detached from the dashboard; attach again with: cosinetui attach {path}", flush=True)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return run_headless(session, path, started=True)
-
-
-def _redirect_output(log: Path) -> None:
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(null, 0)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.close(null)
-
-
-def spawn_detached(path: Path, opts: dict[str, Any], resume: bool) -> int:
-    """Start the same command again as a background process of its own session, headless,
-    writing to output.log; return once its control socket answers (or it failed)."""
+def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.Popen | int:
+    """Start the same command again as a headless process of its own session, writing to
+    output.log; return it once its control socket answers, or the exit status if it failed."""
     from cosinetui.remote import is_live
 
     argv = [a for a in sys.argv[1:] if a != "--detach"]
@@ -197,13 +215,14 @@ def spawn_detached(path: Path, opts: dict[str, Any], resume: bool) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # no controlling terminal: immune to the shell's SIGHUP
         )
-    while not is_live(path, timeout=0.5):
-        if child.poll() is not None:
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            _say("the background run ended at once:\n" + "\n".join(tail))
-            return child.returncode or 1
-        time.sleep(0.1)
-    print(f"training in the background (pid {child.pid}): {path}")
-    print(f"  watch and steer:  cosinetui attach {path}")
-    print(f"  output:           {log}")
-    return 0
+    try:
+        while not is_live(path, timeout=0.5):
+            if child.poll() is not None:
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                _say("the trainer ended at once:\n" + "\n".join(tail))
+                return child.returncode or 1
+            time.sleep(0.1)  # another process: nothing to await but its socket
+    except KeyboardInterrupt:
+        child.terminate()  # SIGTERM: it stops after the current batch, with a checkpoint
+        raise
+    return child
