@@ -4,20 +4,24 @@
                 epoch's loss summed on the device and read with .item() once per epoch);
   (b) headless  what `cosinetui run --headless` runs, in this process: a TrainerSession, the
                 control socket server, and launch.run_headless printing to /dev/null;
-  (c) dashboard the same session under the full dashboard, CosineApp(session).run_test() at
-                120x40 (Textual's headless driver: every widget is rendered and composited,
-                only the final write to a terminal is skipped).
+  (c) dashboard what `cosinetui run` runs with a terminal: the trainer in a child process
+                (`cosinetui run ... --headless`, its own interpreter) and the full dashboard in
+                this process attached over the run's control socket, CosineApp(session)
+                .run_test() at 120x40 (Textual's headless driver: every widget is rendered and
+                composited, only the final write to a terminal is skipped).
 
-  (d) lean      opt-in (--variants ...,lean): (c) with the UI changes recommended in
-                docs/performance.md simulated by patching the app from outside (plots rebuilt
-                at most every 2 s within an epoch, session polled every 0.5 s). It measures
-                what those changes would buy; it is not how the dashboard ships.
+  Opt-in (--variants ...):
+  (d) process   the child-process trainer of (c) with no dashboard attached: (c)/(d) isolates
+                the dashboard's cost from the cost of a second interpreter.
+  (e) thread    the dashboard and the trainer as two threads of one process (how the
+                dashboard ran before the child process): the UI thread competes with the
+                training loop for Python's interpreter lock.
 
 The variants alternate (a, b, c, a, b, c, ...) in one process. Samples/s of a run is its
 epochs' samples over their time, leaving out the first epoch (warm-up); for (b) and (c) the
 time is the trainer's own per-epoch time from its EpochEnd events, for (a) the same span
 measured in the loop. Ratios are per repetition (b/a and c/a of the same round), then the
-median is taken.
+median is taken. The child process gets the same torch thread count through OMP_NUM_THREADS.
 
     .venv/bin/python benchmarks/overhead.py                  # small and mid, 5 rounds
     .venv/bin/python benchmarks/overhead.py --models mid --reps 7 --threads 1
@@ -108,26 +112,29 @@ def headless(name: str, epochs: int) -> tuple[float, float]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def dashboard(name: str, epochs: int, size=(120, 40)) -> tuple[float, float]:
+def _drive_app(session, size=(120, 40), start=None) -> tuple[object, float]:
     from cosinetui.ui.app import CosineApp
 
-    run_dir = Path(tempfile.mkdtemp(prefix="ctb"))
-    session, server = _session(name, epochs, run_dir)
     app = CosineApp(session)
 
     async def drive() -> float:
         async with app.run_test(size=size):
-            session.start()
-            # The UI thread's CPU time while epochs 2.. train, over their wall time: how much
-            # of the time the UI held the interpreter (the GIL) that the trainer needs too.
+            if start is not None:
+                start()
+            # The UI thread's CPU time while epochs 2.. train, over their wall time.
             await app.wait_until(lambda h: h.epochs_done >= 1, timeout=900)
             cpu, wall = time.thread_time(), time.perf_counter()
             await app.wait_until(lambda h: h.end is not None, timeout=900)
-            busy = (time.thread_time() - cpu) / (time.perf_counter() - wall)
-        return busy
+            return (time.thread_time() - cpu) / (time.perf_counter() - wall)
 
+    return app, asyncio.run(drive())
+
+
+def thread(name: str, epochs: int) -> tuple[float, float]:
+    run_dir = Path(tempfile.mkdtemp(prefix="ctb"))
+    session, server = _session(name, epochs, run_dir)
     try:
-        busy = asyncio.run(drive())
+        app, busy = _drive_app(session, start=session.start)
         session.wait(60)
         assert app.history.state == "finished", app.history.state
         return _rate(app.history.epochs), busy
@@ -136,37 +143,53 @@ def dashboard(name: str, epochs: int, size=(120, 40)) -> tuple[float, float]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def lean(name: str, epochs: int) -> tuple[float, float]:
-    from cosinetui.ui import app as app_module
-    from cosinetui.ui.widgets import plots
+def _child(name: str, epochs: int, run_dir: Path):
+    import subprocess
 
-    originals = {cls: cls.update_from for cls in (plots.LossPlot, plots.LRPlot)}
+    from cosinetui.remote import is_live
 
-    def throttled(original):
-        def update_from(self, history) -> None:
-            now, done = time.monotonic(), history.epochs_done
-            last = getattr(self, "_bench_last", None)
-            if last and now - last[0] < 2.0 and done == last[1] and history.end is None:
-                self._history = history
-                return
-            self._bench_last = (now, done)
-            original(self, history)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    cmd = [sys.executable, "-m", "cosinetui", "run", str(Path(experiments.__file__)), "--entry", name,
+           "--epochs", str(epochs), "--headless", "--device", "cpu", "--on-nan", "stop",
+           "--run-dir", str(run_dir)]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    while not is_live(run_dir, timeout=0.5):
+        assert child.poll() is None, "the trainer process ended at once"
+        time.sleep(0.05)
+    return child
 
-        return update_from
 
-    poll = app_module.POLL_SECONDS
+def process(name: str, epochs: int) -> tuple[float, float]:
+    from cosinetui.history import History
+    from cosinetui.store import read_log
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ctb"))
     try:
-        app_module.POLL_SECONDS = 0.5
-        for cls, original in originals.items():
-            cls.update_from = throttled(original)
-        return dashboard(name, epochs)
+        child = _child(name, epochs, run_dir)
+        assert child.wait(900) == 0
+        return _rate(History.from_events(read_log(run_dir).events).epochs), 0.0
     finally:
-        app_module.POLL_SECONDS = poll
-        for cls, original in originals.items():
-            cls.update_from = original
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
-VARIANTS = {"bare": bare, "headless": headless, "dashboard": dashboard, "lean": lean}
+def dashboard(name: str, epochs: int) -> tuple[float, float]:
+    from cosinetui.remote import AttachedSession
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ctb"))
+    try:
+        child = _child(name, epochs, run_dir)
+        session = AttachedSession(run_dir)
+        session.start()
+        app, busy = _drive_app(session)
+        session.close()
+        assert child.wait(60) == 0
+        assert app.history.state == "finished", app.history.state
+        return _rate(app.history.epochs), busy
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+VARIANTS = {"bare": bare, "headless": headless, "dashboard": dashboard, "process": process, "thread": thread}
 
 
 def main() -> None:
@@ -200,7 +223,7 @@ def main() -> None:
                 median(rates[v]),
                 median(ratios) if ratios else float("nan"),
                 f"{min(ratios):.3f}-{max(ratios):.3f}" if ratios else "-",
-                f"{median(busy[v]):.1%}" if v in ("dashboard", "lean") else "-",
+                f"{median(busy[v]):.1%}" if v in ("dashboard", "thread") else "-",
             ])
     print(table(["model", "ms/batch (bare)", "variant", "samples/s (median)", "ratio to bare (median)",
                  "ratio range", "UI thread busy"], rows))
