@@ -355,6 +355,8 @@ class CosineApp(App[int]):
 
     def action_detach(self) -> None:
         """Leave the dashboard; the run keeps training (in the background if it was ours)."""
+        if self.owns_run and not self.run_over:
+            self.send(SaveCheckpoint())  # a fresh restart point for whoever picks it up
         self.detached = True
         self.exit(DETACHED)
 

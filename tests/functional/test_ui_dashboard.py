@@ -305,7 +305,7 @@ async def test_hang_up_detaches_and_leaves_the_run_training():
         await pilot.pause()
         app.hang_up(signal.SIGHUP)
         await pilot.pause()
-    assert session.sent == []
+    assert session.sent == [SaveCheckpoint()]  # a fresh restart point, no Stop
     assert app.detached and app.return_value == DETACHED
 
 
@@ -319,7 +319,7 @@ async def test_detach_key_and_quit_dialog_detach(keys):
         for key in keys:
             await pilot.press(key)
         await pilot.pause()
-    assert session.sent == []
+    assert session.sent == [SaveCheckpoint()]
     assert app.return_value == DETACHED
 
 
