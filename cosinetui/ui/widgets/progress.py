@@ -11,6 +11,9 @@ from cosinetui.ui.widgets.status import in_progress
 
 
 class EpochProgress(Horizontal):
+    """The label has a fixed width per run (the widest it can get), so an update repaints the
+    label and the bar without a layout pass over the screen, and the bar does not move."""
+
     DEFAULT_CSS = """
     EpochProgress { height: 1; }
     EpochProgress > Label { width: auto; padding: 0 1 0 0; }
@@ -21,6 +24,9 @@ class EpochProgress(Horizontal):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._version = -1
+        self._shown: tuple | None = None
+        self._run: object = None
+        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield Label("epoch -", id="epoch-label")
@@ -31,13 +37,28 @@ class EpochProgress(Horizontal):
             return
         self._version = history.version
         run = history.run
-        bar = self.query_one(ProgressBar)
-        label = self.query_one(Label)
         spe = run.steps_per_epoch if run else 0
         epoch = in_progress(history)
         done = history.batches_in_epoch if epoch != history.epochs_done else spe
-        label.update(f"epoch {epoch}/{history.total_epochs}" + (f" {done}/{spe}" if spe else ""))
+        text = f"epoch {epoch}/{history.total_epochs}" + (f" {done}/{spe}" if spe else "")
         if spe:
-            bar.update(total=spe, progress=min(done, spe))
+            total, progress = spe, min(done, spe)
         else:
-            bar.update(total=None if history.state == "running" else 1, progress=0)
+            total, progress = (None if history.state == "running" else 1), 0
+        shown = (text, total, progress)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        label = self.query_one(Label)
+        width = self._width
+        if run is not self._run:
+            self._run = run
+            widest = f"epoch {run.epochs}/{run.epochs}" if run else text
+            widest += f" {spe}/{spe}" if spe else ""
+            width = len(widest) + 1  # + the padding on the right
+        width = max(width, len(text) + 1)  # never cut the text (a longer epoch, say)
+        if width != self._width:
+            self._width = width
+            label.styles.width = width  # the one layout pass, once per run
+        label.update(text, layout=False)
+        self.query_one(ProgressBar).update(total=total, progress=progress)

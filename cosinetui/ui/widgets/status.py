@@ -88,14 +88,23 @@ def status_text(history: History, width: int, note: str = "") -> Text:
 
 
 class StatusLine(Static):
-    """One line at the top; redrawn when the history or the width changed."""
+    """One line at the top; redrawn when its text changed.
+
+    Its size comes from the stylesheet (one line, the screen's width), never from the text,
+    so an update repaints the line without a layout pass over the screen.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("starting…", id=id)
         self._key: tuple | None = None
+        self._text: Text | None = None
 
     def update_from(self, history: History, note: str = "") -> None:
         key = (history.version, self.size.width, note)
-        if key != self._key:
-            self._key = key
-            self.update(status_text(history, max(self.size.width, 20), note))
+        if key == self._key:
+            return
+        self._key = key
+        text = status_text(history, max(self.size.width, 20), note)
+        if text != self._text:
+            self._text = text
+            self.update(text, layout=False)
