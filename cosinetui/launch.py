@@ -7,6 +7,7 @@ dashboard is imported only when it is used).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -86,6 +87,12 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     path = prepare_dir(exp, run_dir, resume)
     if not resume:
         store.write_config(path, {**config, "device": device})
+    headless = opts["headless"] or not sys.stdout.isatty()
+    if opts.get("detach") or not headless:
+        # The experiment was loaded here only to report its errors at once; the trainer
+        # process loads its own. Drop this copy (its data may be large) before waiting.
+        del exp
+        gc.collect()
     if opts.get("detach"):
         child = spawn_trainer(path, opts, resume)
         if isinstance(child, int):
@@ -94,7 +101,7 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         print(f"  watch and steer:  cosinetui attach {path}")
         print(f"  output:           {path / OUTPUT_LOG}")
         return 0
-    if not (opts["headless"] or not sys.stdout.isatty()):
+    if not headless:
         return run_with_dashboard(path, opts, resume)
     options = TrainerOptions(
         run_dir=path,
