@@ -99,6 +99,7 @@ class CosineApp(App[int]):
         self._plotted: tuple | None = None  # what the plots last saw: see _update_plots
         self._plotted_version = -1
         self._plotted_at = -math.inf
+        self.clock: Callable[[], float] = time.monotonic  # paces the plots; tests replace it
         self._refusals_seen = 0
         self._changes_seen = 0
         self._checkpoint_seen: Any = None
@@ -189,7 +190,7 @@ class CosineApp(App[int]):
         # (the state): drawn at once.
         seen = (history.run, history.epochs_done, len(history.schedule_changes), history.state)
         last = self._plotted
-        clock = time.monotonic()
+        clock = self.clock()
         if not now and last is not None and seen[0] is last[0] and seen[1:] == last[1:]:
             if history.version == self._plotted_version or clock - self._plotted_at < PLOT_SECONDS:
                 return

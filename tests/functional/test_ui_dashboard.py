@@ -10,7 +10,9 @@ from textual.widgets import Button, Input, Static
 
 from cosinetui.events import (
     AdjustSchedule,
+    BatchChunk,
     CommandRefused,
+    EpochEnd,
     Finished,
     Pause,
     Resume,
@@ -22,7 +24,7 @@ from cosinetui.events import (
 from cosinetui.history import History
 from cosinetui.schedule import CosineSchedule
 from cosinetui.session import DETACHED, ReplaySession
-from cosinetui.ui.app import CosineApp
+from cosinetui.ui.app import PLOT_SECONDS, CosineApp
 from cosinetui.ui.screens.adjust import ScheduleForm
 from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
 from cosinetui.ui.widgets.epoch_table import EpochTable
@@ -75,6 +77,73 @@ async def test_plots_do_not_rebuild_without_new_data():
         app.poll()
         await pilot.pause()
         assert loss.builds > builds[0] + 1 and lr.builds > builds[1]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def chunk_after(history: History, count: int = 5) -> BatchChunk:
+    """The next ``count`` batches of the epoch in progress."""
+    epoch = history.epochs_done + 1
+    lr = history.lrs[-1]
+    return BatchChunk(
+        epoch, history.step, (0.5,) * count, (lr,) * count, history.batches_in_epoch + count
+    )
+
+
+async def feed(app: CosineApp, pilot, event) -> None:
+    app.session.events.put(event)
+    app.poll()
+    await pilot.pause()
+
+
+@pilot_test
+async def test_plots_redraw_at_most_once_a_second_within_an_epoch():
+    app = CosineApp(ScriptedSession(scripted_events()))
+    clock = app.clock = FakeClock()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        loss, lr = app.query_one(LossPlot), app.query_one(LRPlot)
+        builds = loss.builds, lr.builds
+        assert builds == (1, 1)
+        for _ in range(4):  # 8 Hz chunks for half a second: the plots wait
+            clock.now += 0.125
+            await feed(app, pilot, chunk_after(app.history))
+        assert app.history.batches_in_epoch == 50  # 30 + 4 x 5
+        assert (loss.builds, lr.builds) == builds
+        assert "50/50" in str(app.progress.query_one("#epoch-label").render())
+        clock.now += PLOT_SECONDS  # a second on: the batches drawn since come in one rebuild
+        app.poll()
+        await pilot.pause()
+        assert loss.builds == builds[0] + 1
+        assert loss._data.batch.xs[-1] == pytest.approx(13.0)  # x of batch 50 of epoch 13
+        builds = loss.builds, lr.builds
+        history = app.history  # an epoch end is drawn at once, whatever the clock
+        await feed(app, pilot, EpochEnd(13, 0.5, 0.6, history.lrs[-1], 4.0, 3200.0, history.step))
+        assert loss.builds == builds[0] + 1 and lr.builds == builds[1] + 1
+
+
+@pilot_test
+async def test_lr_plot_of_a_long_per_epoch_schedule_keeps_its_picture_within_an_epoch():
+    # 400 epochs on ~38 columns: a braille dot spans several epochs, and the LR of an epoch
+    # is constant, so batches within an epoch cannot change the LR picture.
+    app = CosineApp(ScriptedSession(scripted_events(epochs=400, in_progress=5, alerts=False)))
+    clock = app.clock = FakeClock()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        loss, lr = app.query_one(LossPlot), app.query_one(LRPlot)
+        builds = loss.builds, lr.builds
+        for _ in range(9):  # slow chunks: every poll may redraw
+            clock.now += PLOT_SECONDS
+            await feed(app, pilot, chunk_after(app.history))
+        assert app.history.batches_in_epoch == 50
+        assert loss.builds > builds[0]
+        assert lr.builds == builds[1]
 
 
 @pilot_test
