@@ -51,3 +51,12 @@ def test_schedule_form_refusing_input(snap_compare):
 
 def test_terminal_too_small(snap_compare):
     assert snap_compare(dashboard(), terminal_size=(50, 14), run_before=settle)
+
+
+def test_quit_dialog_80x24(snap_compare):
+    async def quit_dialog(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+
+    assert snap_compare(dashboard(), terminal_size=(80, 24), run_before=quit_dialog)

@@ -163,6 +163,9 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
         self.query_one(Tabs).active = f"tab-{following}"
 
     def action_apply(self) -> None:
+        # Check the fields as they are now: Enter may arrive before the last keystroke's
+        # Changed message was handled, and the command must be what the user sees.
+        self._validate()
         if self.result is not None and self.result.ok:
             self.dismiss(AdjustSchedule(self.op, dict(self.result.args)))
 
