@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -56,8 +58,9 @@ class EpochTable(DataTable):
         self.add_rows(
             [self._cells(e) for e in new],
         )
+        start = len(shown)
         shown.extend(new)
-        self._mark_best(history)
+        self._mark_best(self._best_since(start))
         if follow:  # the cursor is hidden; moving it scrolls once the new rows are measured
             self.move_cursor(row=self.row_count - 1, column=0, animate=False, scroll=True)
 
@@ -74,9 +77,18 @@ class EpochTable(DataTable):
             cells.append(Text("" if value is None else fmt_loss(value), justify="right"))
         return cells
 
-    def _mark_best(self, history: History) -> None:
-        best = history.best_epoch
-        index = None if best is None else self._shown.index(best)
+    def _best_since(self, start: int) -> int | None:
+        """The row of the lowest val loss (the first one on a tie, as ``History.best_epoch``),
+        looking only at rows from ``start`` on: the rows before cannot have changed."""
+        best = self._best
+        lowest = math.inf if best is None else self._shown[best].val_loss
+        for index in range(start, len(self._shown)):
+            val = self._shown[index].val_loss
+            if val is not None and math.isfinite(val) and val < lowest:  # type: ignore[operator]
+                best, lowest = index, val
+        return best
+
+    def _mark_best(self, index: int | None) -> None:
         if index == self._best:
             return
         if self._best is not None and self._best < self.row_count:
@@ -85,6 +97,7 @@ class EpochTable(DataTable):
                 (self._best, 2), Text(fmt_loss(old.val_loss) + "  ", justify="right")
             )
         if index is not None:
+            best = self._shown[index]
             label = Text(fmt_loss(best.val_loss), style="bold green", justify="right")
             label.append(BEST, style="bold green")
             self.update_cell_at((index, 2), label)
