@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from textual.widgets import Button, Input, Static
@@ -443,9 +442,12 @@ async def test_finished_run_quits_at_once():
     assert app.return_value == 0
 
 
-def test_big_run_redraws_fast():
-    """10k epochs and 1M batch LRs: a redraw after new data stays well under 30 ms."""
+def test_big_run_draws_decimated_plots_and_a_bounded_table():
+    """10k epochs and 1M batch LRs: both plots draw, the table holds the newest rows only.
+    (The frame time is measured by benchmarks/render.py, not asserted here.)"""
     import asyncio
+
+    from cosinetui.ui.widgets.epoch_table import MAX_ROWS
 
     history = History.from_events(
         scripted_events(
@@ -459,25 +461,22 @@ def test_big_run_redraws_fast():
         app.history = history
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
-            app.poll()  # the first pass summarises the LR buffer once
+            app.poll()
             await pilot.pause()
             loss, lr = app.query_one(LossPlot), app.query_one(LRPlot)
-            timings = []
-            for _ in range(3):
-                loss.invalidate()  # as if new data changed both pictures
-                lr.invalidate()
-                t0 = time.perf_counter()
-                loss.update_from(history)
-                lr.update_from(history)
-                loss.render()
-                lr.render()
-                timings.append(time.perf_counter() - t0)
-            return min(timings), loss.builds, lr.builds
+            loss.invalidate()  # as if new data changed both pictures
+            lr.invalidate()
+            loss.update_from(history)
+            lr.update_from(history)
+            drawn = (str(loss.render()), str(lr.render()))
+            table = app.query_one(EpochTable)
+            last = str(table.get_cell_at((table.row_count - 1, 0)))
+            return loss.builds, lr.builds, drawn, table.row_count, last
 
-    best, loss_builds, lr_builds = asyncio.run(run())
+    loss_builds, lr_builds, drawn, rows, last = asyncio.run(run())
     assert loss_builds >= 2 and lr_builds >= 2
-    print(f"redraw: {best * 1000:.1f} ms")
-    assert best < 0.030, f"redraw took {best * 1000:.1f} ms"
+    assert all(drawn)
+    assert rows == MAX_ROWS and last.strip() == "10000"
 
 
 @pilot_test
