@@ -165,3 +165,16 @@ def test_hang_up_detaches_and_the_run_goes_on(tmux, tmp_path):
     events = store.read_log(run).events
     assert not any(isinstance(e, Finished) and e.reason == "signal" for e in events)
     assert isinstance(events[-1], Finished) and events[-1].reason == "stopped"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [((), "1"), (("--no-mouse",), "0")])
+def test_no_mouse_leaves_the_mouse_to_the_terminal(tmux, tmp_path, flag, expected):
+    tiny = Path(__file__).with_name("tiny_experiment.py")
+    subprocess.run(
+        [sys.executable, "-m", "cosinetui", "run", str(tiny), "--epochs", "2", "--run-dir", "r"],
+        cwd=tmp_path, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    tmux.start(f"{cosinetui_command()} show r {' '.join(flag)}")
+    tmux.wait_for("finished")
+    # tmux knows whether the program asked the terminal for mouse reports.
+    assert tmux.tmux("display-message", "-p", "-t", "t", "#{mouse_any_flag}").strip() == expected
