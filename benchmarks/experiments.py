@@ -9,6 +9,8 @@ so that a data loader's own cost does not hide the trainer's.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -36,6 +38,37 @@ def build(name: str, epochs: int = 5, device: str = "cpu") -> Experiment:
         nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
     )
     return Experiment(name=f"bench-{name}", model=model, train_data=data, epochs=epochs, lr=0.05, seed=0)
+
+
+def bare_rate(exp: Experiment, epochs: int, device: str = "cpu") -> float:
+    """Samples/s of an ordinary PyTorch loop over ``exp``: SGD with momentum, torch's cosine
+    schedule per epoch, the epoch's loss summed on the device and read once per epoch. The
+    first epoch (warm-up) is left out."""
+    model = exp.model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=exp.lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    samples = seconds = 0.0
+    for epoch in range(epochs):
+        model.train()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        total = torch.zeros((), device=device)
+        n = 0
+        for x, y in exp.train_data:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(x)
+            n += len(x)
+        _ = total.item() / n
+        sched.step()
+        if epoch:
+            seconds += time.perf_counter() - start
+            samples += n
+    return samples / seconds
 
 
 def small() -> Experiment:

@@ -28,14 +28,15 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from experiments import bare_rate  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cosinetui import Experiment  # noqa: E402
@@ -68,30 +69,7 @@ def sync(device: str) -> None:
 
 
 def bare(name: str, device: str, epochs: int) -> float:
-    exp = build(name, device, epochs)
-    model = exp.model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=exp.lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    loss_fn = nn.CrossEntropyLoss()
-    samples = seconds = 0.0
-    for epoch in range(epochs):
-        sync(device)
-        start = time.perf_counter()
-        total = torch.zeros((), device=device)
-        n = 0
-        for x, y in exp.train_data:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(x)
-            n += len(x)
-        _ = total.item() / n
-        sched.step()
-        if epoch:
-            seconds += time.perf_counter() - start
-            samples += n
-    return samples / seconds
+    return bare_rate(build(name, device, epochs), epochs, device)
 
 
 def trainer_run(name: str, device: str, epochs: int, amp: bool = False, in_thread: bool = True):

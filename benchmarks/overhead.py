@@ -49,31 +49,8 @@ from _util import machine, median, table  # noqa: E402
 
 
 def bare(name: str, epochs: int) -> tuple[float, float]:
-    exp = experiments.build(name, epochs)
     torch.manual_seed(0)
-    model = exp.model
-    opt = torch.optim.SGD(model.parameters(), lr=exp.lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    samples = seconds = 0.0
-    for epoch in range(epochs):
-        model.train()
-        start = time.perf_counter()
-        total = torch.zeros(())
-        n = 0
-        for x, y in exp.train_data:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(x)
-            n += len(x)
-        _ = total.item() / n
-        sched.step()
-        if epoch:
-            seconds += time.perf_counter() - start
-            samples += n
-    return samples / seconds, 0.0
+    return experiments.bare_rate(experiments.build(name, epochs), epochs), 0.0
 
 
 def _session(name: str, epochs: int, run_dir: Path):
