@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from cosinetui import store
+from cosinetui.device import pick_device
 from cosinetui.events import Failed, Finished, Stop
 from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
 from cosinetui.headless import print_events
 from cosinetui.session import DETACHED, TrainerSession
-from cosinetui.trainer import TrainerOptions, pick_device
+from cosinetui.trainer import TrainerOptions
 
 OUTPUT_LOG = "output.log"
 

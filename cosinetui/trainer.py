@@ -22,6 +22,7 @@ import torch
 
 from cosinetui import store
 from cosinetui.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from cosinetui.device import batch_size, drop_grads_unless, pick_device, to_device
 from cosinetui.diagnostics import Monitor
 from cosinetui.events import (
     AdjustSchedule,
@@ -62,43 +63,6 @@ class TrainerOptions:
     on_nan: str = "pause"  # pause | stop | continue
     checkpoint_every: int = 1  # epochs; 0 = only on stop/pause/signal/end
     resume: bool = False
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
-def drop_grads_unless(finite: torch.Tensor, params: Any) -> None:
-    """Zero every gradient when the 0-dim bool tensor ``finite`` is False, without a host sync."""
-    for p in params:
-        if p.grad is not None:
-            p.grad.masked_fill_(~finite, 0.0)
-
-
-def _batch_size(batch: Any) -> int:
-    while isinstance(batch, (list, tuple)) and batch:
-        batch = batch[0]
-    if isinstance(batch, dict) and batch:
-        batch = next(iter(batch.values()))
-    if isinstance(batch, torch.Tensor) and batch.dim() > 0:
-        return int(batch.shape[0])
-    return 1
 
 
 class _StopTraining(Exception):
@@ -247,7 +211,7 @@ class Trainer:
         for batch in batches:
             self._between_batches(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
-            n = _batch_size(batch)
+            n = batch_size(batch)
             loss = self._train_batch(to_device(batch, self.device))
             self._pending.append(loss)
             self._pending_lrs.append(lr)
@@ -334,7 +298,7 @@ class Trainer:
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         ):
             for batch in exp.val_data:
-                n = _batch_size(batch)
+                n = batch_size(batch)
                 batch = to_device(batch, self.device)
                 if exp.eval_step is not None:
                     out = exp.eval_step(self.model, batch)

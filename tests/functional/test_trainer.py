@@ -316,7 +316,7 @@ def test_session_relays_events_across_threads(tmp_path):
 
 
 def test_sync_free_nonfinite_guard_zeroes_gradients_on_the_device():
-    from cosinetui.trainer import drop_grads_unless
+    from cosinetui.device import drop_grads_unless
 
     model = torch.nn.Linear(3, 2)
     model(torch.ones(1, 3)).sum().backward()
