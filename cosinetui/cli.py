@@ -6,6 +6,7 @@ Heavy imports (torch, textual) happen inside the commands so that `cosinetui --h
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -97,7 +98,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
         click.option("--device", callback=_device, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
         click.option("--amp", is_flag=True, help="Mixed precision on CUDA (bfloat16 where supported)."),
         click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), help="What a non-finite loss does; its optimizer step is always skipped. Default: pause in the dashboard, stop headless (nobody is there to resume)."),
-        click.option("--checkpoint-every", type=click.IntRange(min=0), default=1, show_default=True, help="Checkpoint every N epochs (0: only on stop, pause and at the end)."),
+        click.option("--checkpoint-every", type=click.IntRange(min=0), help="Checkpoint every N epochs (0: only on stop, pause and at the end). Default: 1, or what the run was started with."),
         click.option("--detach", is_flag=True, help="Train in the background (no nohup or tmux needed); prints how to attach."),
         click.option("--debug", is_flag=True, help="Show full tracebacks for errors."),
     ]
@@ -132,6 +133,8 @@ def run(target: str | None = None, entry: str = "experiment", epochs: int | None
     """
     overrides = {"epochs": epochs, "lr": lr, "eta_min": eta_min, "warmup": warmup,
                  "interval": interval, "seed": seed, "name": name}
+    if target and (target.endswith(".py") or "/" in target) and os.path.isfile(target):
+        target = os.path.abspath(target)  # so that resume works from any directory
     config = {"target": target, "entry": entry, "overrides": overrides, **_defaults(opts)}
     _guard(opts["debug"], lambda: _start(config, run_dir=run_dir, opts=opts))
 
@@ -152,8 +155,16 @@ def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: AN
         from cosinetui.store import read_config
 
         config = read_config(run_dir)
+        before = config["overrides"].get("epochs")
         if epochs is not None:
             config["overrides"]["epochs"] = epochs
+            if before is None or epochs > before:
+                click.echo(
+                    "note: the schedule is unchanged: past its end the original cosine repeats "
+                    "(as torch's does) and an adjusted one holds its floor. To stretch it, adjust "
+                    "it in the dashboard (a: retime or reanneal) once the run is going.",
+                    err=True,
+                )
         return _start(config, run_dir=run_dir, opts=opts, resume=True)
 
     _guard(opts["debug"], go)

@@ -564,8 +564,12 @@ class Monitor:
             suggestion, action = self._reanneal(left if left > 0 else cfg.reanneal_epochs)
             msg = f"LR has stayed at {lr:.3g} for {self._flat_epochs + 1} epochs: the schedule is not moving"
             self._report("schedule-flat", "schedule", "warning", msg, suggestion, action)
+        # A cosine over E epochs itself moves by up to about pi / (2E) of its peak an epoch;
+        # twice that is the least a change must be to count as abrupt on a short run.
+        planned = self._run.epochs if self._run is not None and self._run.interval == "epoch" else 0
+        jump = max(cfg.lr_jump_fraction, math.pi / planned if planned else 0.0)
         if (
-            abs(lr - prev) >= cfg.lr_jump_fraction * self._peak_lr
+            abs(lr - prev) >= jump * self._peak_lr
             and e not in self._explained_epochs
             and (lr < prev or self._lr_decreased)  # a warmup ramp is not a jump
             and not (lr > prev and self._planned_restarts())

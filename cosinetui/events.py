@@ -233,16 +233,50 @@ def to_json(obj: Event | Command) -> dict[str, Any]:
     return out
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What a JSON value must be for a field, by the field's annotation; anything else is refused,
+# so that a mistyped line (a converted log, a hand-edited file) is skipped, not trusted.
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "int | None": (
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "an integer or null",
+    ),
+    "float": (_is_number, "a number"),
+    "float | None": (lambda v: v is None or _is_number(v), "a number or null"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "an object"),
+    "dict[str, Any] | None": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "dict[str, float]": (
+        lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
+        "an object of numbers",
+    ),
+    "tuple[float, ...]": (
+        lambda v: isinstance(v, list) and all(x is None or _is_number(x) for x in v),
+        "a list of numbers",
+    ),
+}
+
+
 def _build(cls: type, data: dict[str, Any]) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
+        check, expected = _CHECKS.get(str(f.type), (None, ""))
+        if check is not None and not check(value) and not (value is None and f.name in _NAN_FIELDS):
+            got = "null" if value is None else type(value).__name__
+            raise TypeError(f"{f.name} must be {expected}, got {got}")
         if f.name in ("losses", "lrs"):
             value = tuple(math.nan if v is None else float(v) for v in value or ())
         elif f.name in _NAN_FIELDS and value is None:
             value = math.nan
+        elif f.name == "metrics" and isinstance(value, dict):
+            value = {k: math.nan if v is None else v for k, v in value.items()}
         kwargs[f.name] = value
     return cls(**kwargs)
 

@@ -92,6 +92,25 @@ class Experiment:
         for name, fn in self.metrics.items():
             if not callable(fn):
                 raise ExperimentError(f"metric {name!r} must be callable(outputs, targets)")
+        self.schedule_length()
+
+    def schedule_length(self) -> int:
+        """T_max of the run's schedule in scheduler steps; ExperimentError if it cannot be."""
+        if self.interval == "batch":
+            try:
+                per_epoch = len(self.train_data)  # type: ignore[arg-type]
+            except TypeError:
+                raise ExperimentError(
+                    "interval='batch' needs train_data with a len() (batches per epoch)"
+                ) from None
+        else:
+            per_epoch = 1
+        t_max = self.cycle if self.restarts and self.cycle else self.epochs * per_epoch
+        if t_max <= self.warmup:
+            raise ExperimentError(
+                f"warmup ({self.warmup} steps) must be shorter than the schedule ({t_max} steps)"
+            )
+        return t_max
 
     def with_overrides(self, **overrides: Any) -> Experiment:
         """A copy with the non-None overrides applied (command-line options)."""

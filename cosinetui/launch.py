@@ -66,6 +66,9 @@ def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
         path = Path(run_dir)  # type: ignore[arg-type]
         if not (path / store.CHECKPOINT).exists():
             raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
+        from cosinetui.checkpoint import load_checkpoint
+
+        load_checkpoint(path / store.CHECKPOINT)  # unreadable or foreign: say so before starting
         from cosinetui.remote import is_live
 
         if is_live(path):
@@ -86,8 +89,13 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     device = opts["device"] or config.get("device") or "auto"
     check_device(device)
     path = prepare_dir(exp, run_dir, resume)
-    if not resume:
-        store.write_config(path, {**config, "device": device})
+    # Options not given now fall back to what the run was started with (resume).
+    for key in ("amp", "on_nan", "checkpoint_every"):
+        if opts.get(key) in (None, False) and config.get(key) is not None:
+            opts = {**opts, key: config[key]}
+    if opts.get("checkpoint_every") is None:
+        opts = {**opts, "checkpoint_every": 1}
+    store.write_config(path, {**config, "device": device})  # resume: records a new --epochs
     headless = opts["headless"] or not sys.stdout.isatty()
     if opts.get("detach") or not headless:
         # The experiment was loaded here only to report its errors at once; the trainer
@@ -190,8 +198,11 @@ def run_headless(session: TrainerSession, path: Path) -> int:
     last = print_events(session, lambda line: print(line, flush=True))
     session.wait()
     if isinstance(last, Failed):
-        _say(f"the run failed; its checkpoint and log are in {path}")
-        _say(f"resume with: cosinetui resume {path}")
+        if (path / store.CHECKPOINT).exists():
+            _say(f"the run failed; its checkpoint and log are in {path}")
+            _say(f"resume with: cosinetui resume {path}")
+        else:
+            _say(f"the run failed before its first checkpoint; its log is in {path}")
         return 1
     if isinstance(last, Finished) and last.reason != "completed":
         what = signal.Signals(received[0]).name if received else last.reason

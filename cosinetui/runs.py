@@ -33,6 +33,8 @@ def run_dirs(root: str | os.PathLike[str]) -> list[Path]:
 
 def summarise(run_dir: Path, live: bool) -> RunSummary:
     log = store.read_log(run_dir)
+    if not log.events and log.problems:  # an empty log is a run still starting; garbage is not
+        raise store.RunDirError(f"{run_dir}: no readable records in its metrics log")
     history = History.from_events(log.events)
     first = next((e for e in log.events if e.type == "run_started"), None)
     if live:

@@ -83,7 +83,8 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # owner-only
+        self._fh = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._repair_tail()
 
     def _repair_tail(self) -> None:

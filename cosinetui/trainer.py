@@ -104,6 +104,7 @@ class Trainer:
         self._epoch_loss_sum = 0.0
         self._epoch_samples = 0
         self._epoch_rng: dict[str, Any] | None = None
+        self._training = False  # set once the run has started (after any resume load)
 
     # ------------------------------------------------------------------ outside API
 
@@ -142,15 +143,9 @@ class Trainer:
             torch.manual_seed(exp.seed)
         self.model = exp.model.to(self.device)
         self.optimizer = exp.make_optimizer()
+        exp.validate()
         steps_per_epoch = _len_or_zero(exp.train_data)
-        per_epoch = steps_per_epoch if exp.interval == "batch" else 1
-        if exp.interval == "batch" and not steps_per_epoch:
-            raise ValueError("interval='batch' needs train_data with a len() (batches per epoch)")
-        t_max = exp.epochs * per_epoch
-        if exp.restarts and exp.cycle:
-            t_max = exp.cycle
-        if t_max <= exp.warmup:
-            raise ValueError(f"warmup ({exp.warmup}) must be shorter than the schedule ({t_max} steps)")
+        t_max = exp.schedule_length()
         self.scheduler = AdjustableCosineLR(
             self.optimizer,
             T_max=t_max,
@@ -164,6 +159,10 @@ class Trainer:
         skip_batches = 0
         if self.opts.resume:
             skip_batches = self._load()
+            # The run so far, as recorded: best val, alert episodes and the diagnostics' view
+            # continue from it instead of starting blind (alerts already raised stay quiet).
+            self.history.extend(store.read_log(self.run_dir).events)
+            self.monitor.update(self.history)
         self._emit(
             RunStarted(
                 run_name=exp.name,
@@ -182,6 +181,7 @@ class Trainer:
             )
         )
         self.log.flush()
+        self._training = True
         for epoch in range(self.epoch, exp.epochs):
             self._train_epoch(epoch + 1, skip_batches)
             skip_batches = 0
@@ -463,7 +463,9 @@ class Trainer:
         tb = traceback.format_exc()
         try:
             self._pending.clear()
-            if hasattr(self, "scheduler"):
+            # Only a run that got as far as training has a state worth saving: a failure
+            # while building or loading must not replace the checkpoint being resumed.
+            if self._training:
                 self._checkpoint("failure")
         except Exception:  # noqa: BLE001 - the original failure is what matters
             tb += "\n(checkpoint on failure also failed)\n" + traceback.format_exc()

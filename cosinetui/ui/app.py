@@ -425,8 +425,10 @@ class CosineApp(App[int]):
             detach_terminal()
         if self.session.read_only or self.run_over:
             self.exit(self.exit_code)
-        elif signum == signal.SIGHUP:
-            self.action_detach()  # a dropped connection must not end hours of training
+        elif signum == signal.SIGHUP or not self.owns_run:
+            # A dropped connection must not end hours of training, and a dashboard that
+            # only attached to another process's run never stops it on its way out.
+            self.action_detach()
         else:
             self.stop("signal")
 

@@ -188,8 +188,11 @@ def test_signal_stops_after_the_batch_checkpoints_and_resumes(tmp_path, sig):
     resumed = cli("resume", str(run_dir), "--epochs", str(done_epochs + 2))
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout.splitlines()[0]
-    history_epochs = [e.epoch for e in store.read_log(run_dir).events if e.type == "epoch"]
+    events = store.read_log(run_dir).events
+    history_epochs = [e.epoch for e in events if e.type == "epoch"]
     assert history_epochs[-2:] == [done_epochs + 1, done_epochs + 2]
+    # The resumed process picks up the recorded run: no phantom NaN from batches it skipped.
+    assert not any(e.type == "alert" and e.kind == "nan" for e in events)
 
 
 def test_resume_errors_are_clear(tmp_path):
@@ -222,3 +225,45 @@ def test_diagnose_accepts_epoch_records_without_lr(tmp_path):
     out = cli("diagnose", str(log), "--json")
     assert out.returncode == 0 and "skipped" not in out.stderr
     assert isinstance(json.loads(out.stdout), list)
+
+
+def test_a_failed_resume_keeps_the_checkpoint(tmp_path):
+    exp = tmp_path / "exp.py"
+    source = Path(TINY).read_text()
+    exp.write_text(source)
+    assert cli("run", str(exp), "--epochs", "1", "--run-dir", str(tmp_path / "r")).returncode == 0
+    good = (tmp_path / "r" / store.CHECKPOINT).read_bytes()
+    exp.write_text(source.replace("nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 2)",
+                                  "nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 2)"))
+    out = cli("resume", str(tmp_path / "r"), "--epochs", "2")
+    assert out.returncode == 1 and "size mismatch" in out.stdout
+    assert (tmp_path / "r" / store.CHECKPOINT).read_bytes() == good
+    (tmp_path / "r" / store.CHECKPOINT).write_bytes(good[:500])
+    out = cli("resume", str(tmp_path / "r"))
+    assert out.returncode == 2 and "unreadable checkpoint" in out.stderr
+
+
+def test_resume_keeps_the_runs_settings_and_records_new_epochs(tmp_path):
+    (tmp_path / "exp.py").write_text(Path(TINY).read_text())
+    first = cli("run", "exp.py", "--epochs", "2", "--checkpoint-every", "0", "--run-dir", "r", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = cli("resume", str(tmp_path / "r"), "--epochs", "4", cwd=elsewhere)  # relative target
+    assert out.returncode == 0, out.stderr
+    assert "schedule is unchanged" in out.stderr
+    config = json.loads((tmp_path / "r" / store.CONFIG).read_text())
+    assert config["overrides"]["epochs"] == 4 and config["checkpoint_every"] == 0
+    events = store.read_log(tmp_path / "r").events
+    resumed = events[max(i for i, e in enumerate(events) if e.type == "run_started"):]
+    assert [e.reason for e in resumed if e.type == "checkpoint"] == ["finished"]
+    # The resumed process knew the run so far: its best val is over all four epochs.
+    vals = [e.val_loss for e in events if e.type == "epoch"]
+    assert events[-1].best_val_loss == min(vals)
+    assert not any(e.type == "alert" and e.kind == "nan" for e in events)
+
+
+def test_impossible_schedule_is_refused_before_anything_is_written(tmp_path):
+    out = cli("run", TINY, "--epochs", "2", "--warmup", "2", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 2 and "warmup (2 steps) must be shorter" in out.stderr
+    assert not (tmp_path / "r").exists()

@@ -518,3 +518,15 @@ async def test_table_follows_the_newest_row_unless_scrolled_up():
         app.poll()
         await pilot.pause()
         assert table.row_count == 50 and table.scroll_y == 0
+
+
+@pilot_test
+async def test_sigterm_to_an_attached_dashboard_leaves_the_run_alone():
+    session = ScriptedSession(scripted_events())
+    session.owns_run = False  # another process's run
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.hang_up(signal.SIGTERM)
+        await pilot.pause()
+    assert session.sent == [] and app.return_value == DETACHED

@@ -196,3 +196,30 @@ def test_headless_lines():
     printer(Alert("plateau", "info", 4, "flatter", key="plateau:3"))  # same episode, same severity
     printer(Alert("plateau", "warning", 5, "flattest", key="plateau:3"))  # escalated
     assert [line.split()[0] for line in lines] == ["INFO", "WARNING"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "epoch", "epoch": 3, "train_loss": "NaN", "val_loss": 0.5, "lr": 0.1},
+        {"type": "epoch", "epoch": "1", "train_loss": 0.5, "val_loss": 0.5, "lr": 0.1},
+        {"type": "epoch", "epoch": True, "train_loss": 0.5},
+        {"type": "epoch", "epoch": 1, "train_loss": 0.5, "seconds": None},
+        {"type": "batches", "epoch": 1, "first_step": 0, "losses": "1,2", "lrs": []},
+        {"type": "alert", "kind": "nan", "severity": "critical", "epoch": 1, "message": 3},
+    ],
+)
+def test_mistyped_fields_are_refused(data):
+    with pytest.raises(ValueError, match="must be"):
+        from_json(data)
+
+
+def test_a_log_with_mistyped_lines_skips_them(tmp_path):
+    log = tmp_path / "m.jsonl"
+    log.write_text(
+        '{"type": "epoch", "epoch": 1, "train_loss": 0.9, "val_loss": 1.0, "lr": 0.1}\n'
+        '{"type": "epoch", "epoch": "2", "train_loss": "NaN", "val_loss": 1.0, "lr": 0.1}\n'
+        '{"type": "epoch", "epoch": 3, "train_loss": null, "val_loss": null, "lr": null}\n'
+    )
+    read = store.read_log(log)
+    assert [e.epoch for e in read.events] == [1, 3] and len(read.problems) == 1
