@@ -15,13 +15,16 @@ from typing import Protocol
 from cosinetui.events import Command, CommandRefused, Event, to_json
 
 # What the dashboard returns when the user detached (or the terminal hung up) while the run
-# goes on: the caller keeps the process training headless.
+# goes on without it.
 DETACHED = -1
 
 
 class Session(Protocol):
     read_only: bool
-    owns_run: bool  # the run trains in this process (False: recorded, or attached over a socket)
+    # True when whoever opened the session started the run (in this process, or as the child
+    # of `cosinetui run`): leaving stops it unless the user detaches. False for a recorded run
+    # or one merely attached to, which leaving never stops.
+    owns_run: bool
 
     def start(self) -> None: ...
 
