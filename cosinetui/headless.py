@@ -84,22 +84,3 @@ class Printer:
         line = format_event(event)
         if line:
             self.write(line)
-
-
-def print_events(session, write: Callable[[str], None], poll: float = 0.5) -> Event | None:  # noqa: ANN001
-    """Print the session's events until the run ends; returns the final event."""
-    printer = Printer(write)
-    last: Event | None = None
-    while True:
-        event = session.next_event(timeout=poll)
-        if event is None:
-            if session.done:
-                for event in session.drain():
-                    printer(event)
-                    last = event
-                return last
-            continue
-        printer(event)
-        if isinstance(event, (Finished, Failed)):
-            return event
-        last = event

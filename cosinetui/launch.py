@@ -18,9 +18,9 @@ from typing import Any
 
 from cosinetui import store
 from cosinetui.device import pick_device
-from cosinetui.events import Failed, Finished, Stop
+from cosinetui.events import Event, Failed, Finished, Stop
 from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
-from cosinetui.headless import print_events
+from cosinetui.headless import Printer
 from cosinetui.session import DETACHED, TrainerSession
 from cosinetui.trainer import TrainerOptions
 
@@ -179,8 +179,8 @@ def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:
 
 
 def run_headless(session: TrainerSession, path: Path) -> int:
-    """Print the run's events as lines until it ends. Ctrl+C, SIGTERM and SIGHUP stop it after
-    the current batch with a checkpoint; a second signal exits at once."""
+    """Train in this thread, printing the run's events as lines. Ctrl+C, SIGTERM and SIGHUP
+    stop it after the current batch with a checkpoint; a second signal exits at once."""
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -194,9 +194,11 @@ def run_headless(session: TrainerSession, path: Path) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    session.start()
-    last = print_events(session, lambda line: print(line, flush=True))
-    session.wait()
+    ends: list[Event] = []
+    session.trainer.listeners.append(Printer(lambda line: print(line, flush=True)))
+    session.trainer.listeners.append(lambda e: ends.append(e) if isinstance(e, (Finished, Failed)) else None)
+    session.run_here()  # the main thread trains fastest (see TrainerSession.run_here)
+    last = ends[-1] if ends else None
     if isinstance(last, Failed):
         if (path / store.CHECKPOINT).exists():
             _say(f"the run failed; its checkpoint and log are in {path}")

@@ -38,7 +38,7 @@ def mlp(width: int = 256, depth: int = 3, classes: int = 5, dropout: float = 0.0
     return nn.Sequential(*layers)
 
 
-def builtin(epochs: int = 30, train_size: int = 48_000, width: int = 384) -> Experiment:
+def builtin(epochs: int = 20, train_size: int = 48_000, width: int = 384) -> Experiment:
     """The demo behind a bare `cosinetui`: a 5-arm spiral classifier, about a minute on 2 CPU cores."""
     train = spirals(train_size, seed=1)
     val = spirals(max(train_size // 8, 500), seed=2)
