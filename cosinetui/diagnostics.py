@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cosinetui.events import Alert, EpochEnd
+from cosinetui.history import Ema
 
 SEVERITIES = ("info", "warning", "critical")
 HALVE_LR: dict[str, Any] = {"type": "adjust", "op": "reanneal", "args": {"factor": 0.5}}
@@ -139,18 +140,6 @@ class _Best:
         self.value, self.bad = None, 0
 
 
-class _Ema:
-    """Debiased exponential moving average, as TensorBoard smooths a curve."""
-
-    def __init__(self, alpha: float) -> None:
-        self.alpha, self.avg, self.weight = alpha, 0.0, 0.0
-
-    def add(self, value: float) -> float:
-        self.avg = (1 - self.alpha) * self.avg + self.alpha * value
-        self.weight = (1 - self.alpha) * self.weight + self.alpha
-        return self.avg / self.weight
-
-
 class Monitor:
     """Incremental detectors; ``update`` returns alerts that are new or changed since last call."""
 
@@ -209,8 +198,8 @@ class Monitor:
         self._plateau_train = _Best(cfg.min_delta, cfg.noise_k)
         self._plateau_val = _Best(cfg.min_delta, cfg.noise_k)
         self._plateau_rebaseline = False
-        self._train_ema = _Ema(cfg.epoch_ema_alpha)
-        self._val_ema = _Ema(cfg.epoch_ema_alpha)
+        self._train_ema = Ema(cfg.epoch_ema_alpha)
+        self._val_ema = Ema(cfg.epoch_ema_alpha)
         self._done = 0  # epochs processed
         self._flat_epochs = 0
         self._jump_count = 0

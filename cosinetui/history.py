@@ -194,13 +194,25 @@ def decimate(ys: Sequence[float], buckets: int, x0: int = 0) -> Series:
     return Series(xs, out)
 
 
+class Ema:
+    """Debiased exponential moving average, as TensorBoard smooths a curve."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha, self.avg, self.weight = alpha, 0.0, 0.0
+
+    def add(self, value: float) -> float:
+        self.avg = (1 - self.alpha) * self.avg + self.alpha * value
+        self.weight = (1 - self.alpha) * self.weight + self.alpha
+        return self.avg / self.weight
+
+
 def ema(values: Sequence[float], alpha: float = 0.1) -> list[float]:
-    """Debiased exponential moving average (as TensorBoard smooths); NaNs are skipped."""
+    """The debiased EMA of ``values`` at each point; NaNs and infinities are skipped."""
+    smoother = Ema(alpha)
     out: list[float] = []
-    avg, weight = 0.0, 0.0
+    last = math.nan
     for v in values:
         if v == v and not math.isinf(v):
-            avg = (1 - alpha) * avg + alpha * v
-            weight = (1 - alpha) * weight + alpha
-        out.append(avg / weight if weight else math.nan)
+            last = smoother.add(v)
+        out.append(last)
     return out
