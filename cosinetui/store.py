@@ -143,18 +143,30 @@ def read_log(path: str | os.PathLike[str]) -> LogRead:
         last -= 1
     out = LogRead([])
     for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            out.events.append(from_json(data))
-        except ValueError as exc:
+        event, why = parse_line(line)
+        if event is not None:
+            out.events.append(event)
+        elif why:
             truncated = number - 1 == last and not text.endswith("\n")
-            why = "truncated last line (the run stopped mid-write)" if truncated else str(exc)
+            why = "truncated last line (the run stopped mid-write)" if truncated else why
             out.problems.append(f"{p}:{number}: skipped: {why}")
     return out
+
+
+def parse_line(line: str | bytes) -> tuple[Event | None, str]:
+    """One metrics-log line -> (event, "") or (None, why it was skipped); a blank line is
+    (None, "")."""
+    if not line.strip():
+        return None, ""
+    try:
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", errors="replace")
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return from_json(data), ""
+    except (ValueError, TypeError, RecursionError) as exc:  # deep nesting raises RecursionError
+        return None, str(exc)[:200]
 
 
 def new_run_dir(base: str | os.PathLike[str], name: str, stamp: str) -> Path:

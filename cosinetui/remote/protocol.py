@@ -23,9 +23,9 @@ from cosinetui.events import (
     Event,
     Stop,
     command_from_json,
-    from_json,
     to_json,
 )
+from cosinetui.store import parse_line
 
 PROTOCOL_VERSION = 1
 SOCKET_NAME = "control.sock"
@@ -196,23 +196,11 @@ class LogCursor:
         out: list[Event | None] = []
         problems: list[str] = []
         for line in self._lines(upto):
-            event, why = parse_log_line(line)
+            event, why = parse_line(line)
             out.append(event)
             if why:
                 problems.append(f"{self.path}:{self.lines}: skipped: {why}")
         return out, problems
-
-
-def parse_log_line(line: bytes) -> tuple[Event | None, str]:
-    if not line.strip():
-        return None, ""
-    try:
-        data = json.loads(line.decode("utf-8", errors="replace"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return from_json(data), ""
-    except (ValueError, TypeError, RecursionError) as exc:
-        return None, str(exc)[:200]
 
 
 def log_lines_at_start(path: Path) -> LogCursor:

@@ -223,3 +223,10 @@ def test_a_log_with_mistyped_lines_skips_them(tmp_path):
     )
     read = store.read_log(log)
     assert [e.epoch for e in read.events] == [1, 3] and len(read.problems) == 1
+
+
+def test_read_log_skips_a_line_too_deep_to_parse(tmp_path):
+    log = tmp_path / "m.jsonl"
+    log.write_text("[" * 100_000 + "\n" + '{"type": "epoch", "epoch": 1, "train_loss": 0.5}\n')
+    read = store.read_log(log)
+    assert [e.epoch for e in read.events] == [1] and "recursion" in read.problems[0]
