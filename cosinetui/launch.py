@@ -90,12 +90,17 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     check_device(device)
     path = prepare_dir(exp, run_dir, resume)
     # Options not given now fall back to what the run was started with (resume).
-    for key in ("amp", "on_nan", "checkpoint_every"):
-        if opts.get(key) in (None, False) and config.get(key) is not None:
-            opts = {**opts, key: config[key]}
-    if opts.get("checkpoint_every") is None:
-        opts = {**opts, "checkpoint_every": 1}
-    store.write_config(path, {**config, "device": device})  # resume: records a new --epochs
+    # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
+    opts = dict(opts)
+    for key in ("on_nan", "checkpoint_every"):
+        if opts.get(key) is None:
+            opts[key] = config.get(key)
+    opts["amp"] = bool(opts.get("amp") or config.get("amp"))
+    if opts["checkpoint_every"] is None:
+        opts["checkpoint_every"] = 1
+    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every")}
+    # Written again on resume: it records a new --epochs and the settings now in force.
+    store.write_config(path, {**config, **settings, "device": device})
     headless = opts["headless"] or not sys.stdout.isatty()
     if opts.get("detach") or not headless:
         # The experiment was loaded here only to report its errors at once; the trainer

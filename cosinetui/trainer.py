@@ -318,7 +318,8 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, val_loss: float | None, metrics: dict[str, float]) -> None:
         seconds = time.perf_counter() - self._epoch_started
-        lr = self._pending_lrs[-1] if self._pending_lrs else self.history.lrs[-1] if len(self.history.lrs) else self.optimizer.param_groups[0]["lr"]
+        # The LR of the epoch's last batch (its chunk is already out); none for an empty epoch.
+        lr = self.history.lrs[-1] if len(self.history.lrs) else self.optimizer.param_groups[0]["lr"]
         train = self._epoch_loss_sum / self._epoch_samples if self._epoch_samples else math.nan
         if self.exp.interval == "epoch":
             self.scheduler.step()

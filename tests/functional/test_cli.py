@@ -267,3 +267,13 @@ def test_impossible_schedule_is_refused_before_anything_is_written(tmp_path):
     out = cli("run", TINY, "--epochs", "2", "--warmup", "2", "--run-dir", str(tmp_path / "r"))
     assert out.returncode == 2 and "warmup (2 steps) must be shorter" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_can_set_checkpoint_every_to_zero(tmp_path):
+    assert cli("run", TINY, "--epochs", "1", "--checkpoint-every", "2", "--run-dir", str(tmp_path / "r")).returncode == 0
+    out = cli("resume", str(tmp_path / "r"), "--epochs", "3", "--checkpoint-every", "0")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "r" / store.CONFIG).read_text())["checkpoint_every"] == 0
+    events = store.read_log(tmp_path / "r").events
+    resumed = events[max(i for i, e in enumerate(events) if e.type == "run_started"):]
+    assert [e.reason for e in resumed if e.type == "checkpoint"] == ["finished"]
