@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 import torch
@@ -312,7 +311,6 @@ def test_session_relays_events_across_threads(tmp_path):
     events = session.drain()
     assert isinstance(events[0], RunStarted) and isinstance(events[-1], Finished)
     assert session.done
-    assert threading.active_count() >= 1
 
 
 def test_sync_free_nonfinite_guard_zeroes_gradients_on_the_device():
