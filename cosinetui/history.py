@@ -35,6 +35,10 @@ class History:
         self.run: RunStarted | None = None
         self.state = "starting"  # running, paused, finished, stopped, failed
         self.epochs: list[EpochEnd] = []
+        # The epochs' train and val losses again, flat (NaN where there is no val loss), so
+        # that plots can summarise them incrementally instead of walking the records.
+        self.train_losses = array("d")
+        self.val_losses = array("d")
         self.losses = array("d")  # per global batch step
         self.lrs = array("d")
         self.epoch_in_progress = 0  # 1-based epoch of the latest batches
@@ -98,7 +102,7 @@ class History:
             self.end = event
 
     def _truncate(self, epochs: int, steps: int) -> None:
-        del self.epochs[epochs:]
+        self._cut_epochs(epochs)
         del self.losses[steps:]
         del self.lrs[steps:]
         self.schedule_changes = [c for c in self.schedule_changes if c.step <= self._sched_step(steps)]
@@ -122,9 +126,16 @@ class History:
         self.epoch_in_progress = chunk.epoch
         self.batches_in_epoch = chunk.batches_in_epoch
 
+    def _cut_epochs(self, keep: int) -> None:
+        del self.epochs[keep:]
+        del self.train_losses[keep:]
+        del self.val_losses[keep:]
+
     def _add_epoch(self, epoch: EpochEnd) -> None:
-        del self.epochs[epoch.epoch - 1 :]
+        self._cut_epochs(epoch.epoch - 1)
         self.epochs.append(epoch)
+        self.train_losses.append(epoch.train_loss)
+        self.val_losses.append(math.nan if epoch.val_loss is None else epoch.val_loss)
         self.epoch_in_progress = epoch.epoch
         self.batches_in_epoch = 0
 

@@ -62,12 +62,12 @@ class Envelope:
     """A min/max summary per block of a growing float buffer, for O(width) decimation.
 
     ``update`` must see the same buffer each time; it only reads what was appended since
-    the previous call (and the last partial block). ``reset`` after the buffer was cut.
+    the previous call (and the last block it read before, so a replaced last value counts).
+    ``reset`` after the buffer was cut.
     """
 
-    BLOCK = 64
-
-    def __init__(self) -> None:
+    def __init__(self, block: int = 64) -> None:
+        self.block = block
         self.reset()
 
     def reset(self) -> None:
@@ -81,8 +81,8 @@ class Envelope:
         n = len(values)
         if n < self.n:
             self.reset()
-        block = self.BLOCK
-        first = self.n // block
+        block = self.block
+        first = max(self.n - 1, 0) // block  # the last block read may have changed since
         for buf in (self._mins, self._maxs, self._imins, self._imaxs):
             del buf[first:]
         for b in range(first, -(-n // block)):
@@ -149,11 +149,36 @@ class LossSeries:
     batch: Series  # smoothed batch loss of the epoch in progress
 
 
-def loss_series(history: History, buckets: int, *, alpha: float = 0.1) -> LossSeries:
-    """Per-epoch train/val loss at x = epoch (1-based) and the running epoch's smoothed batches."""
-    epochs = history.epochs
-    train = decimate([e.train_loss for e in epochs], buckets, x0=1)
-    val = decimate([math.nan if e.val_loss is None else e.val_loss for e in epochs], buckets, x0=1)
+class EpochEnvelopes:
+    """Envelopes of a History's per-epoch train and val losses, for ``loss_series``."""
+
+    BLOCK = 8  # epochs: a long run's series costs O(epochs / 8), a short one's O(epochs)
+
+    def __init__(self) -> None:
+        self.train = Envelope(self.BLOCK)
+        self.val = Envelope(self.BLOCK)
+
+    def reset(self) -> None:
+        self.train.reset()
+        self.val.reset()
+
+
+def loss_series(
+    history: History, buckets: int, envelopes: EpochEnvelopes | None = None, *, alpha: float = 0.1
+) -> LossSeries:
+    """Per-epoch train/val loss at x = epoch (1-based) and the running epoch's smoothed batches.
+
+    With ``envelopes`` (kept by the caller across calls on the same run, reset when the run
+    is replaced) the epoch curves cost time independent of the number of epochs."""
+    if envelopes is None:
+        train = decimate(history.train_losses, buckets, x0=1)
+        val = decimate(history.val_losses, buckets, x0=1)
+    else:
+        series = []
+        for env, values in ((envelopes.train, history.train_losses), (envelopes.val, history.val_losses)):
+            env.update(values)
+            series.append(scale_x(env.series(values, buckets), lambda i: i + 1))
+        train, val = series
     current = history.current_epoch_losses()
     batch = Series([], [])
     if current:

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from cosinetui.history import History, decimate
 from cosinetui.ui import schedule_view
 from cosinetui.ui.format import fmt_duration, fmt_loss, fmt_lr, fmt_number, fmt_rate
-from cosinetui.ui.series import Axis, Envelope, nice_ticks, sample_steps
+from cosinetui.ui.series import (
+    Axis,
+    Envelope,
+    EpochEnvelopes,
+    loss_series,
+    nice_ticks,
+    sample_steps,
+)
 from cosinetui.ui.widgets.alerts import assign_keys, fix_key
 from tests.functional.conftest_ui import scripted_events
 
@@ -34,7 +41,7 @@ def test_envelope_keeps_every_bucket_extreme(ys, buckets, grow_in):
     got = env.series(buf, buckets)
     want = decimate(buf, buckets)
     finite = [y for y in buf if math.isfinite(y)]
-    assert len(got.xs) <= 2 * buckets + 2 * Envelope.BLOCK or len(got.xs) == len(want.xs)
+    assert len(got.xs) <= 2 * buckets + 2 * env.block or len(got.xs) == len(want.xs)
     assert got.xs == sorted(got.xs)
     if finite:
         assert min(got.ys) == min(finite) and max(got.ys) == max(finite)
@@ -49,6 +56,37 @@ def test_envelope_resets_when_the_buffer_shrinks():
     env.update(array("d", range(1000)))
     env.update(array("d", [5.0] * 10))
     assert env.series(array("d", [5.0] * 10), 10).ys == [5.0] * 10
+
+
+def test_envelope_sees_a_replaced_last_value_at_a_block_boundary():
+    env = Envelope(block=4)
+    buf = array("d", [1.0] * 8)
+    env.update(buf)
+    buf[7] = 9.0  # same length, the last full block changed
+    env.update(buf)
+    assert max(env.series(buf, 1).ys) == 9.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.01, 100.0), min_size=1, max_size=1500), st.integers(5, 60))
+def test_loss_series_with_envelopes_keeps_the_extremes_of_the_plain_one(trains, buckets):
+    """Fed epoch by epoch, the incremental epoch curves keep the same extremes, x order and
+    points of the run as decimating every epoch record again."""
+    from cosinetui.events import EpochEnd, RunStarted
+
+    history = History()
+    history.apply(RunStarted("t", "/tmp/t", "cpu", "x", len(trains), len(trains), 10, "epoch", None))
+    envelopes = EpochEnvelopes()
+    for epoch, train in enumerate(trains, 1):
+        history.apply(EpochEnd(epoch, train, train * 1.5, 0.1, 1.0, 10.0, epoch * 10))
+        if epoch % 97 == 0:
+            loss_series(history, buckets, envelopes)
+    got, want = loss_series(history, buckets, envelopes), loss_series(history, buckets)
+    for a, b in ((got.train, want.train), (got.val, want.val)):
+        assert min(a.ys) == min(b.ys) and max(a.ys) == max(b.ys)
+        assert a.xs == sorted(a.xs) and a.xs[0] >= 1
+        scale = 1.5 if a is got.val else 1
+        assert all(trains[int(x) - 1] * scale == y for x, y in zip(a.xs, a.ys, strict=True))
 
 
 def test_sample_steps_keeps_ends_and_corners():

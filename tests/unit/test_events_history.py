@@ -134,6 +134,18 @@ def test_history_after_resume_drops_what_came_after_the_checkpoint():
     assert len(h.epochs) == 1 and list(h.losses) == [1.0] * 4
     h.extend([chunk(4, [3.0] * 4, epoch=2, in_epoch=4), EpochEnd(2, 3.0, 3.0, 0.1, step=8)])
     assert list(h.losses) == [1.0] * 4 + [3.0] * 4 and [e.epoch for e in h.epochs] == [1, 2]
+    assert list(h.train_losses) == [1.0, 3.0] and list(h.val_losses) == [1.0, 3.0]
+
+
+def test_history_keeps_flat_epoch_losses_in_step_with_the_records():
+    h = History()
+    h.apply(SAMPLES[0])
+    h.extend([EpochEnd(1, 0.9, None, 0.1, step=4), EpochEnd(2, 0.8, 0.7, 0.1, step=8)])
+    assert list(h.train_losses) == [0.9, 0.8]
+    assert math.isnan(h.val_losses[0]) and h.val_losses[1] == 0.7
+    h.apply(EpochEnd(2, 0.5, 0.4, 0.1, step=8))  # a replayed epoch replaces the record
+    assert list(h.train_losses) == [0.9, 0.5] and h.val_losses[1] == 0.4
+    assert len(h.train_losses) == len(h.val_losses) == len(h.epochs)
 
 
 def test_decimate_keeps_spikes_and_order():

@@ -1,49 +1,60 @@
 """The epoch table: one row per finished epoch, best val loss marked, follows the newest row.
 
-It holds the newest MAX_ROWS epochs: Textual's DataTable does work proportional to its row
-count on every added row (35 ms a frame at 10,000 rows against 5 ms at 100, measured in
-docs/performance.md), and a run that long is read through its plots; `cosinetui diagnose` and
-the metrics log keep every epoch.
+A Line API widget (Textual's ScrollView) rather than a DataTable: DataTable renders every
+visible cell again through rich whenever a row is added (its cell cache is keyed on a
+counter each change bumps), about 15 ms of a 120x40 frame at every epoch end, against the
+dashboard's 30 ms frame budget (docs/performance.md). Here a row is formatted once, when its
+epoch arrives, and a frame renders only the lines on screen from those strings, so the table
+can hold every epoch of the run at the same cost as a few.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 
-from rich.text import Text
-from textual.widgets import DataTable
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from cosinetui.events import EpochEnd
 from cosinetui.history import History
 from cosinetui.ui.format import fmt_duration, fmt_loss, fmt_lr
 
-BEST = " *"
-MAX_ROWS = 500
+BEST = " *"  # after the best val loss; other val cells keep two blanks so columns line up
+COLUMNS = ("ep", "train", "val", "lr", "time")
+VAL = COLUMNS.index("val")
 
 
-class EpochTable(DataTable):
+class EpochTable(ScrollView, can_focus=True):
     """Rows are added incrementally; a resumed run (fewer or replaced epochs) rebuilds them."""
 
+    COMPONENT_CLASSES = {"epoch-table--header", "epoch-table--stripe", "epoch-table--best"}
+
     DEFAULT_CSS = """
-    EpochTable { height: 1fr; }
+    EpochTable {
+        height: 1fr;
+        background: $surface;
+        color: $foreground;
+        & > .epoch-table--header { text-style: bold; background: $panel; color: $foreground; }
+        &:ansi > .epoch-table--header { background: ansi_bright_blue; color: ansi_default; }
+        & > .epoch-table--stripe { background: $surface-lighten-1 50%; }
+        & > .epoch-table--best { text-style: bold; color: $success; }
+    }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="none", zebra_stripes=True, show_cursor=False)
-        self._shown: list[EpochEnd] = []
-        self._metrics: list[str] = []
-        self._best: int | None = None  # index in _shown of the marked val loss
-        self._row_keys: deque = deque()  # the table's rows, oldest first
-        self._first = 0  # index in _shown of the table's first row
+        super().__init__(id=id)
+        self._shown: list[EpochEnd] = []  # the History's epoch records, in order
+        self._cells: list[tuple[str, ...]] = []  # each row's text, formatted once
+        self._metrics: list[str] = []  # extra columns, in order of first appearance
+        self._widths: list[int] = [len(name) for name in COLUMNS]
+        self._best: int | None = None  # row of the marked val loss
         self._version = -1
+        self._pending_follow = False
 
-    def on_mount(self) -> None:
-        self.add_column(Text("ep", justify="right"), key="epoch")
-        self.add_column(Text("train", justify="right"), key="train", width=7)
-        self.add_column(Text("val", justify="right"), key="val", width=9)
-        self.add_column(Text("lr", justify="right"), key="lr", width=7)
-        self.add_column(Text("time", justify="right"), key="time", width=5)
+    # -- data ---------------------------------------------------------------------------
 
     def update_from(self, history: History) -> None:
         if history.version == self._version:
@@ -52,44 +63,68 @@ class EpochTable(DataTable):
         epochs = history.epochs
         shown = self._shown
         if len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1]):
-            self.clear()
-            shown.clear()
-            self._row_keys.clear()
-            self._first = 0
-            self._best = None
+            self._clear()
         if len(epochs) == len(shown):
             return
         follow = self.is_vertical_scroll_end or not shown
-        new = epochs[len(shown) :]
+        start = len(shown)
+        new = epochs[start:]
         for epoch in new:
             for name in epoch.metrics:
                 if name not in self._metrics:
                     self._metrics.append(name)
-                    label = Text(name, justify="right")
-                    self.add_column(label, key=f"m:{name}", width=max(len(name), 6), default="")
-        start = len(shown)
+                    self._widths.append(max(len(name), 4))
         shown.extend(new)
-        keep = new[-MAX_ROWS:]
-        self._row_keys.extend(self.add_rows([self._cells(e) for e in keep]))
-        while len(self._row_keys) > MAX_ROWS:
-            self.remove_row(self._row_keys.popleft())
-        self._first = len(shown) - len(self._row_keys)
-        self._mark_best(self._best_since(start))
-        if follow:  # the cursor is hidden; moving it scrolls once the new rows are measured
-            self.move_cursor(row=self.row_count - 1, column=0, animate=False, scroll=True)
+        for epoch in new:
+            cells = self._format(epoch)
+            self._cells.append(cells)
+            self._widths = [max(w, len(c)) for w, c in zip(self._widths, cells, strict=False)]
+        self._best = self._best_since(start)
+        self._resize_rows(Size(self._row_width(), len(shown) + 1))  # + the header
+        self.refresh()
+        if follow:
+            self._scroll_to_newest()
 
-    def _cells(self, epoch: EpochEnd) -> list[Text | str]:
-        cells: list[Text | str] = [
-            Text(str(epoch.epoch), justify="right"),
-            Text(fmt_loss(epoch.train_loss), justify="right"),
-            Text(fmt_loss(epoch.val_loss) + "  ", justify="right"),
-            Text(fmt_lr(epoch.lr), justify="right"),
-            Text(fmt_duration(epoch.seconds), justify="right"),
+    def _resize_rows(self, size: Size) -> None:
+        # A new virtual size normally asks for a layout pass, which composes the whole
+        # screen again (about 5 ms at 120x40). Once the vertical scrollbar shows, one more
+        # row changes nothing in the layout: only the scrollbar's proportions.
+        if size.width != self.virtual_size.width or not self.show_vertical_scrollbar:
+            self.virtual_size = size
+            return
+        self.set_reactive(EpochTable.virtual_size, size)
+        self.vertical_scrollbar.window_virtual_size = size.height
+
+    def _scroll_to_newest(self) -> None:
+        # At once when laid out (no frame drawn at the old offset), else on the first resize.
+        # Forced: the scrollbars that allow scrolling appear only with the next layout.
+        self._pending_follow = not self.size.height
+        if not self._pending_follow:
+            self.scroll_end(animate=False, immediate=True, force=True, x_axis=False)
+
+    def on_resize(self) -> None:
+        if self._pending_follow:
+            self._scroll_to_newest()
+
+    def _clear(self) -> None:
+        self._shown.clear()
+        self._cells.clear()
+        self._metrics.clear()
+        self._widths = [len(name) for name in COLUMNS]
+        self._best = None
+
+    def _format(self, epoch: EpochEnd) -> tuple[str, ...]:
+        cells = [
+            str(epoch.epoch),
+            fmt_loss(epoch.train_loss),
+            fmt_loss(epoch.val_loss) + " " * len(BEST),
+            fmt_lr(epoch.lr),
+            fmt_duration(epoch.seconds),
         ]
         for name in self._metrics:
             value = epoch.metrics.get(name)
-            cells.append(Text("" if value is None else fmt_loss(value), justify="right"))
-        return cells
+            cells.append("" if value is None else fmt_loss(value))
+        return tuple(cells)
 
     def _best_since(self, start: int) -> int | None:
         """The row of the lowest val loss (the first one on a tie, as ``History.best_epoch``),
@@ -102,21 +137,56 @@ class EpochTable(DataTable):
                 best, lowest = index, val
         return best
 
-    def _mark_best(self, index: int | None) -> None:
-        if index == self._best:
-            return
-        if self._best is not None and self._best >= self._first:  # still in the table
-            old = self._shown[self._best]
-            self.update_cell_at(
-                (self._best - self._first, 2), Text(fmt_loss(old.val_loss) + "  ", justify="right")
-            )
-        if index is not None and index >= self._first:
-            best = self._shown[index]
-            label = Text(fmt_loss(best.val_loss), style="bold green", justify="right")
-            label.append(BEST, style="bold green")
-            self.update_cell_at((index - self._first, 2), label)
-        self._best = index
+    # -- what tests and the app read ------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self._shown)
 
     @property
     def best_row(self) -> int | None:
         return self._best
+
+    @property
+    def columns(self) -> list[str]:
+        return [*COLUMNS, *self._metrics]
+
+    def cell(self, row: int, column: int) -> str:
+        """The text shown in a cell (the best val loss with its marker)."""
+        cells = self._cells[row]
+        text = cells[column] if column < len(cells) else ""
+        if row == self._best and column == VAL:
+            text = fmt_loss(self._shown[row].val_loss) + BEST
+        return text
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def _row_width(self) -> int:
+        return sum(width + 2 for width in self._widths)  # one blank each side of a cell
+
+    def _segments(self, texts: list[str], style: Style, best: Style | None = None) -> list[Segment]:
+        widths = self._widths
+        line = [Segment(" " + t.rjust(w) + " ", style) for t, w in zip(texts, widths, strict=True)]
+        if best is not None:
+            line[VAL] = Segment(" " + texts[VAL].rjust(widths[VAL]) + " ", style + best)
+        return line
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            header = base + self.get_component_rich_style("epoch-table--header")
+            names = self.columns
+            names[VAL] += " " * len(BEST)  # over the numbers, not over their marker's room
+            segments = self._segments(names, header)
+            return Strip(segments).crop_extend(scroll_x, scroll_x + width, header)
+        row = y - 1 + scroll_y
+        if row >= len(self._cells):
+            return Strip.blank(width, base)
+        style = base
+        if row % 2:
+            style = base + self.get_component_rich_style("epoch-table--stripe")
+        texts = [self.cell(row, column) for column in range(len(self._widths))]
+        best = self.get_component_rich_style("epoch-table--best") if row == self._best else None
+        return Strip(self._segments(texts, style, best)).crop_extend(scroll_x, scroll_x + width, style)
