@@ -535,3 +535,61 @@ async def test_sigterm_to_an_attached_dashboard_leaves_the_run_alone():
         app.hang_up(signal.SIGTERM)
         await pilot.pause()
     assert session.sent == [] and app.return_value == DETACHED
+
+
+@pilot_test
+async def test_epoch_table_marks_the_best_val_adds_metric_columns_and_rebuilds_on_resume():
+    from textual.app import App
+
+    from cosinetui.events import RunStarted
+
+    class TableApp(App):
+        def compose(self):
+            yield EpochTable()
+
+    def run_started(start_epoch: int = 0) -> RunStarted:
+        return RunStarted("t", "/tmp/t", "cpu", "x", 1, 20, 10, "epoch", {}, start_epoch=start_epoch)
+
+    history = History()
+    history.apply(run_started())
+    history.extend([EpochEnd(1, 1.0, 0.9, 0.1, 2.0, 10.0, 10), EpochEnd(2, 0.8, 0.7, 0.1, 2.0, 10.0, 20)])
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(EpochTable)
+        table.update_from(history)
+        await pilot.pause()
+
+        def line(y: int) -> str:
+            return table.render_line(y).text.rstrip()
+
+        assert line(0).split() == ["ep", "train", "val", "lr", "time"]
+        assert table.best_row == 1 and line(2).split()[:3] == ["2", "0.8", "0.7"]
+        assert "*" in line(2) and "*" not in line(1)
+        # A better val moves the marker; a metric appears from epoch 3 on.
+        history.apply(EpochEnd(3, 0.6, 0.5, 0.1, 2.0, 10.0, 30, metrics={"acc": 0.9}))
+        table.update_from(history)
+        await pilot.pause()
+        assert table.columns[-1] == "acc" and line(0).split()[-1] == "acc"
+        assert table.best_row == 2 and "*" in line(3) and "*" not in line(2)
+        assert line(3).split()[-1] == "0.9" and table.cell(0, 5) == ""
+        # A resume from the epoch-1 checkpoint: the table shows what the history holds.
+        history.apply(run_started(start_epoch=1))
+        history.apply(EpochEnd(2, 0.75, 0.95, 0.1, 2.0, 10.0, 20))
+        table.update_from(history)
+        await pilot.pause()
+        assert table.row_count == 2 and table.columns == ["ep", "train", "val", "lr", "time"]
+        assert table.best_row == 0 and line(2).split()[:3] == ["2", "0.75", "0.95"]
+
+
+@pilot_test
+async def test_the_startup_heap_is_frozen_while_the_dashboard_runs():
+    """Full collections skip what existed at startup (torch, Textual) while the app runs, and
+    the process collects as usual once it has left."""
+    import gc
+
+    app = CosineApp(ScriptedSession(scripted_events()))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0

@@ -160,3 +160,53 @@ def test_formats():
     )
     assert fmt_rate(3200) == "3.2k/s" and fmt_rate(0) == "-"
     assert fmt_number(0.001) == "0.001" and fmt_number(8) == "8" and fmt_number(2.0) == "2"
+
+
+@pytest.mark.parametrize("theme", ["textual-design-dark", "pro", "clear"])
+def test_plotext_output_becomes_the_same_styled_cells_as_richs_decoder(theme):
+    """The fast ANSI reader gives, cell for cell, the characters and styles rich's general
+    decoder gives for a real plotext figure."""
+    from rich.console import Console
+    from rich.text import Text
+    from textual_plotext import PlotextPlot  # noqa: F401 - registers the textual themes
+    from textual_plotext.plot import Plot
+
+    from cosinetui.ui.ansi_strips import AnsiPicture, ansi_lines
+
+    plt = Plot()
+    plt.clear_figure()
+    plt.plotsize(50, 14)
+    plt._set_size(50, 14)
+    plt.theme(theme)
+    xs = [i / 10 for i in range(200)]
+    plt.plot(xs, [2 / math.sqrt(1 + x) for x in xs], marker="braille", color="cyan+")
+    plt.plot(xs, [2.2 / math.sqrt(1 + x) for x in xs], marker="dot", color="orange+")
+    plt.scatter([5.0], [1.0], marker="●", color="yellow+")
+    ansi = plt.build()
+
+    console = Console(width=200)
+
+    def cells(lines):
+        return [[(ch, style or None) for text, style in line for ch in text] for line in lines]
+
+    want = cells(
+        [(seg.text, seg.style) for seg in line.render(console)] for line in Text.from_ansi(ansi).split("\n")
+    )
+    got = cells([(seg.text, seg.style) for seg in line] for line in ansi_lines(ansi))
+    assert got == want
+    picture = AnsiPicture(ansi)
+    assert str(picture) == Text.from_ansi(ansi).plain.removesuffix("\n")
+    assert picture.get_height({}, 50) == 14 and picture.width == 50
+
+
+def test_ansi_codes_accumulate_until_a_reset():
+    from rich.style import Style
+
+    from cosinetui.ui.ansi_strips import ansi_lines
+
+    line = ansi_lines("\x1b[1mA\x1b[31mB\x1b[0mC")[0]
+    assert [(s.text, s.style) for s in line] == [
+        ("A", Style(bold=True)),
+        ("B", Style(bold=True, color="color(1)")),
+        ("C", None),
+    ]
