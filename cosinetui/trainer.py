@@ -87,6 +87,9 @@ class Trainer:
         self.listeners = list(listeners or [])
         self.run_dir = Path(options.run_dir)
         self.device = pick_device(options.device)
+        # On the CPU each loss is read at once (a float read costs nothing there); elsewhere
+        # losses stay on the device until a chunk is flushed (no per-batch host sync).
+        self._on_host = self.device.type == "cpu"
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._paused = False
@@ -96,7 +99,7 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0  # global batches trained
         self.batch_in_epoch = 0
-        self._pending: list[torch.Tensor] = []
+        self._pending: list[torch.Tensor | float] = []  # floats on the CPU, else tensors
         self._pending_lrs: list[float] = []
         self._pending_weights: list[int] = []
         self._chunk_start = 0
@@ -226,7 +229,7 @@ class Trainer:
         self._flush_batches(epoch)
         self._between_batches(epoch)
 
-    def _train_batch(self, batch: Any) -> torch.Tensor:
+    def _train_batch(self, batch: Any) -> torch.Tensor | float:
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp_dtype is None:
             # Even a disabled autocast context costs a few microseconds a batch (~2.5% of a
@@ -240,7 +243,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)  # skips non-finite steps itself
             self.scaler.update()
-        elif self.device.type != "cpu":
+        elif not self._on_host:
             finite = torch.isfinite(loss.detach())
             loss.backward()
             # CUDA and MPS run asynchronously: branching on the loss would sync the host every
@@ -250,9 +253,11 @@ class Trainer:
         else:
             loss.backward()
             # Free on the CPU (no asynchronous queue to stall); a plain float check is cheaper
-            # than a torch.isfinite kernel plus bool().
-            if math.isfinite(loss.item()):
+            # than a torch.isfinite kernel plus bool(), and the float is what a chunk sends.
+            value = loss.item()
+            if math.isfinite(value):
                 self.optimizer.step()
+            return value
         return loss.detach().float()
 
     def _forward(self, batch: Any) -> torch.Tensor:
@@ -265,7 +270,11 @@ class Trainer:
         """Copy the pending batch losses to the host in one transfer and emit a chunk."""
         if not self._pending:
             return
-        losses = torch.stack(self._pending).cpu().tolist()
+        pending = self._pending
+        if isinstance(pending[0], float):
+            losses = pending
+        else:  # one device-to-host copy for the whole chunk
+            losses = torch.stack(pending).cpu().tolist()  # type: ignore[arg-type]
         lrs, weights = tuple(self._pending_lrs), self._pending_weights
         self._pending, self._pending_lrs, self._pending_weights = [], [], []
         first = self._chunk_start
@@ -345,6 +354,8 @@ class Trainer:
 
     def _between_batches(self, epoch: int) -> None:
         """Apply queued commands; while paused, block (no busy wait) until resumed or stopped."""
+        if not self._paused and self._stop_reason is None and self._commands.empty():
+            return  # the common case, once a batch: no lock taken, no exception raised
         while True:
             self._wake.clear()
             handled = False
