@@ -46,7 +46,7 @@ async def press(pilot: Any, *keys: str) -> None:
         char = " " if key == "space" else key if len(key) == 1 else None
         event = events.Key(key, char)
         event.set_sender(app)
-        app._driver.send_message(event)
+        app.post_message(event)  # what the driver does with a key read from the terminal
         # A key may push a screen; let it compose and mount before the next key.
         screen, stable = app.screen, 0
         for _ in range(30):
