@@ -195,9 +195,9 @@ class CosineApp(App[int]):
 
         A rebuild costs about 9 ms a plot at 120x40. When both pictures changed (an epoch
         end, typically), the loss plot is rebuilt on this poll and the LR plot on the next,
-        1/8 s later, so that no frame pays for two: the frame budget is 30 ms
-        (docs/performance.md). ``now`` (a resize, the log toggle, a dialog closed, the first
-        draw) rebuilds both in one frame."""
+        1/8 s later (the LR plot first after a schedule change), so that no frame pays for
+        two: the frame budget is 30 ms (docs/performance.md). ``now`` (a resize, the log
+        toggle, a dialog closed, the first draw) rebuilds both in one frame."""
         if len(self.screen_stack) > 1:
             return  # a dialog covers the plots: they catch up when it closes
         history = self.history
@@ -214,8 +214,15 @@ class CosineApp(App[int]):
             or (history.version != self._plotted_version and clock - self._plotted_at >= PLOT_SECONDS)
         )
         if due:
+            # A plot still waiting from the last poll keeps its place ahead of the one drawn
+            # then, so that epochs faster than the polls cannot starve the second plot. A
+            # schedule change is about the LR plot: it goes first.
             self._plotted, self._plotted_version, self._plotted_at = seen, history.version, clock
-            self._plots_due = [self.loss_plot, self.lr_plot]
+            queue = self._plots_due
+            queue += [plot for plot in (self.loss_plot, self.lr_plot) if plot not in queue]
+            if last is not None and seen[2] != last[2]:
+                queue.remove(self.lr_plot)
+                queue.insert(0, self.lr_plot)
         while self._plots_due:
             if self._plots_due.pop(0).update_from(history) and not now:
                 break

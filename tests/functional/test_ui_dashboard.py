@@ -125,13 +125,38 @@ async def test_plots_redraw_at_most_once_a_second_within_an_epoch():
         builds = loss.builds, lr.builds
         history = app.history  # an epoch end is drawn at once, whatever the clock,
         await feed(app, pilot, EpochEnd(13, 0.5, 0.6, history.lrs[-1], 4.0, 3200.0, history.step))
-        assert loss.builds == builds[0] + 1 and lr.builds == builds[1]
-        app.poll()  # one plot a frame: the LR plot on the next poll, with no new event
+        assert (loss.builds - builds[0]) + (lr.builds - builds[1]) == 1
+        app.poll()  # one plot a frame: the other one on the next poll, with no new event
         await pilot.pause()
         assert loss.builds == builds[0] + 1 and lr.builds == builds[1] + 1
         app.poll()
         await pilot.pause()
         assert loss.builds == builds[0] + 1 and lr.builds == builds[1] + 1
+
+
+@pilot_test
+async def test_epochs_faster_than_the_polls_redraw_both_plots_in_turn():
+    """An epoch on every poll: the loss plot wants a rebuild each time, yet the LR plot is
+    not starved, and a schedule change puts the LR plot first."""
+    app = CosineApp(ScriptedSession(scripted_events(in_progress=0)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.poll_timer.pause()
+        loss, lr = app.query_one(LossPlot), app.query_one(LRPlot)
+        builds = loss.builds, lr.builds
+        for _ in range(6):
+            history = app.history
+            epoch = history.epochs_done + 1
+            lr_now = history.lrs[-1] * 0.8
+            app.session.events.put(BatchChunk(epoch, history.step, (0.5,) * 50, (lr_now,) * 50, 50))
+            step = history.step + 50
+            await feed(app, pilot, EpochEnd(epoch, 0.5, 0.6, lr_now, 4.0, 3200.0, step))
+        assert loss.builds - builds[0] >= 3 and lr.builds - builds[1] >= 3
+        builds = loss.builds, lr.builds
+        history = app.history
+        change = ScheduleChanged(history.epochs_done, "reanneal", {"steps": 4}, history.schedule)
+        await feed(app, pilot, change)
+        assert lr.builds == builds[1] + 1
 
 
 @pilot_test
@@ -593,3 +618,79 @@ async def test_the_startup_heap_is_frozen_while_the_dashboard_runs():
         await pilot.pause()
         assert gc.get_freeze_count() > 10_000
     assert gc.get_freeze_count() == 0
+
+
+def _table_history(epochs: int, start_epoch: int = 0) -> History:
+    from cosinetui.events import RunStarted
+
+    history = History()
+    history.apply(RunStarted("t", "/tmp/t", "cpu", "x", 1, 500, 10, "epoch", {}, start_epoch=start_epoch))
+    for e in range(1, epochs + 1):
+        history.apply(EpochEnd(e, 1.0 / e, 1.0 / e, 0.1, 2.0, 10.0, e * 10))
+    return history
+
+
+async def _table_app(size: tuple[int, int]):
+    from textual.app import App
+
+    class TableApp(App):
+        def compose(self):
+            yield EpochTable()
+
+    return TableApp()
+
+
+@pilot_test
+async def test_epoch_table_follows_through_end_resize_and_pages_without_skipping_rows():
+    history = _table_history(40)
+    app = await _table_app((60, 12))
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(EpochTable)
+        table.update_from(history)
+        await pilot.pause()
+        assert table.is_vertical_scroll_end
+        # Paging from the top shows every epoch (the header is not counted as a row).
+        table.scroll_home(animate=False)
+        await pilot.pause()
+        seen: set[str] = set()
+        for _ in range(12):
+            seen.update(table.render_line(y).text.split()[0] for y in range(1, table.size.height))
+            table.action_page_down()
+            await pilot.pause(0.2)
+        assert {str(e) for e in range(1, 41)} <= seen
+        # Scrolled up: new rows do not move the view.
+        table.scroll_home(animate=False)
+        await pilot.pause()
+        history.apply(EpochEnd(41, 0.01, 0.01, 0.1, 2.0, 10.0, 410))
+        table.update_from(history)
+        await pilot.pause()
+        assert table.scroll_y == 0
+        # End (animated), and a row lands while it scrolls: the view ends on the newest row.
+        table.action_scroll_end()
+        await pilot.pause(0.05)
+        history.apply(EpochEnd(42, 0.01, 0.01, 0.1, 2.0, 10.0, 420))
+        table.update_from(history)
+        await pilot.pause(1.5)
+        assert table.is_vertical_scroll_end and table.scroll_y == table.max_scroll_y
+        # A smaller window while following keeps the newest row in view.
+        await pilot.resize_terminal(60, 9)
+        await pilot.pause()
+        assert table.is_vertical_scroll_end
+        assert table.render_line(table.size.height - 1).text.split()[0] == "42"
+
+
+@pilot_test
+async def test_epoch_table_empties_when_a_resume_goes_back_to_no_epochs():
+    from cosinetui.events import RunStarted
+
+    history = _table_history(30)
+    app = await _table_app((60, 12))
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(EpochTable)
+        table.update_from(history)
+        await pilot.pause()
+        history.apply(RunStarted("t", "/tmp/t", "cpu", "x", 1, 500, 10, "epoch", {}, start_epoch=0))
+        table.update_from(history)
+        await pilot.pause()
+        assert table.row_count == 0 and table.virtual_size.height == 1
+        assert table.render_line(1).text.strip() == "" and not table.show_vertical_scrollbar

@@ -14,6 +14,7 @@ import math
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.actions import SkipAction
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -52,7 +53,8 @@ class EpochTable(ScrollView, can_focus=True):
         self._widths: list[int] = [len(name) for name in COLUMNS]
         self._best: int | None = None  # row of the marked val loss
         self._version = -1
-        self._pending_follow = False
+        self._pending_follow = False  # follow once laid out
+        self._follow = True  # keep the newest row in view (the reader has not scrolled up)
 
     # -- data ---------------------------------------------------------------------------
 
@@ -62,11 +64,11 @@ class EpochTable(ScrollView, can_focus=True):
         self._version = history.version
         epochs = history.epochs
         shown = self._shown
-        if len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1]):
+        cleared = len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1])
+        if cleared:
             self._clear()
-        if len(epochs) == len(shown):
+        elif len(epochs) == len(shown):
             return
-        follow = self.is_vertical_scroll_end or not shown
         start = len(shown)
         new = epochs[start:]
         for epoch in new:
@@ -82,14 +84,15 @@ class EpochTable(ScrollView, can_focus=True):
         self._best = self._best_since(start)
         self._resize_rows(Size(self._row_width(), len(shown) + 1))  # + the header
         self.refresh()
-        if follow:
+        if self._follow:
             self._scroll_to_newest()
 
     def _resize_rows(self, size: Size) -> None:
         # A new virtual size normally asks for a layout pass, which composes the whole
-        # screen again (about 5 ms at 120x40). Once the vertical scrollbar shows, one more
-        # row changes nothing in the layout: only the scrollbar's proportions.
-        if size.width != self.virtual_size.width or not self.show_vertical_scrollbar:
+        # screen again (about 5 ms at 120x40). Once the vertical scrollbar shows, more rows
+        # change nothing in the layout: only the scrollbar's proportions.
+        old = self.virtual_size
+        if size.width != old.width or size.height < old.height or not self.show_vertical_scrollbar:
             self.virtual_size = size
             return
         self.set_reactive(EpochTable.virtual_size, size)
@@ -103,10 +106,33 @@ class EpochTable(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True, force=True, x_axis=False)
 
     def on_resize(self) -> None:
-        if self._pending_follow:
+        if self._follow or self._pending_follow:
             self._scroll_to_newest()
 
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        # Follow the newest row until the reader scrolls up; again once they scroll (or
+        # jump with End) to the bottom, even if a row arrives while that scroll animates.
+        if new < old:
+            self._follow = False
+        if self.scroll_target_y >= self.max_scroll_y:
+            self._follow = True
+
+    def action_page_up(self) -> None:
+        self._page(-1)
+
+    def action_page_down(self) -> None:
+        self._page(1)
+
+    def _page(self, direction: int) -> None:
+        # The header takes a line of the view: a page is a row less, so that none is skipped.
+        if not self.allow_vertical_scroll:
+            raise SkipAction()
+        rows = max(self.scrollable_content_region.height - 1, 1)
+        self.scroll_to(y=self.scroll_target_y + direction * rows)
+
     def _clear(self) -> None:
+        self._follow = True
         self._shown.clear()
         self._cells.clear()
         self._metrics.clear()
