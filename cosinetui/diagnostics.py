@@ -400,7 +400,7 @@ class Monitor:
         if self._stats is None:
             ordered = sorted(self._window)
             med = _median(ordered)
-            mad = _median(sorted(abs(v - med) for v in ordered))
+            mad = _median(sorted([abs(v - med) for v in ordered]))
             self._stats = (med, 1.4826 * mad)
         med, scale = self._stats
         while self._spikes and self._spikes[0][0] <= step - cfg.spike_window:
@@ -439,9 +439,11 @@ class Monitor:
         window = min(cfg.divergence_window, max(4, spe // 2)) if spe else cfg.divergence_window
         self._recent.append(x)
         self._flags.append(base > 0 and x >= max(cfg.divergence_ratio * base, cfg.significance * start))
-        recent = list(self._recent)[-window:]
-        flags = sum(list(self._flags)[-window:])
-        median = _median(sorted(recent))
+        if window >= len(self._recent):  # the usual case: the whole deque is the window
+            recent, flags = sorted(self._recent), sum(self._flags)
+        else:
+            recent, flags = sorted(list(self._recent)[-window:]), sum(list(self._flags)[-window:])
+        median = _median(recent)
         stuck = median >= start * (1 - cfg.start_margin)
         # After real progress, a loss that climbs back to where it started diverged too,
         # even when that is less than divergence_ratio times its best.
