@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cosinetui.cosine import CosineSchedule
 from cosinetui.history import History
-from cosinetui.schedule import CosineSchedule
 from cosinetui.ui.format import fmt_number
 from cosinetui.ui.series import Axis, sample_steps
 

@@ -6,6 +6,7 @@ import sys
 DOMAIN = [
     "cosinetui.events",
     "cosinetui.history",
+    "cosinetui.cosine",
     "cosinetui.schedule",
     "cosinetui.diagnostics",
     "cosinetui.store",
@@ -41,3 +42,20 @@ def test_pure_modules_import_no_torch():
     # The event types, history and diagnostics are usable (and fast to import) without torch.
     loaded = _imported_after(["cosinetui.events", "cosinetui.history", "cosinetui.diagnostics"])
     assert "torch" not in loaded
+
+
+def test_the_dashboard_show_attach_and_ls_import_no_torch():
+    # Reading or attaching to a run needs no torch: those commands start in a fraction of the
+    # time, and the dashboard process of an attach does not carry torch's memory.
+    loaded = _imported_after(
+        [
+            "cosinetui.cosine",
+            "cosinetui.ui.app",
+            "cosinetui.session",
+            "cosinetui.remote",
+            "cosinetui.runs",
+            "cosinetui.store",
+            "cosinetui.cli",
+        ]
+    )
+    assert "torch" not in loaded and "textual" in loaded

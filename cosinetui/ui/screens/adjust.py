@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, ContentSwitcher, Input, Label, Static, Tab, Tabs
 
+from cosinetui.cosine import CosineSchedule
 from cosinetui.events import AdjustSchedule
 from cosinetui.history import History
-from cosinetui.schedule import CosineSchedule
 from cosinetui.ui import schedule_view
 from cosinetui.ui.format import fmt_lr, fmt_number
 from cosinetui.ui.schedule_view import DESCRIPTIONS, FIELDS, OPERATIONS
