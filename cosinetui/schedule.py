@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from cosinetui.cosine import STATE_VERSION, Adjustment, CosineSchedule, Segment
+from cosinetui.cosine import OPS, STATE_VERSION, Adjustment, CosineSchedule, Segment  # noqa: F401
 
 __all__ = ["AdjustableCosineLR", "Adjustment", "CosineSchedule", "Segment", "STATE_VERSION"]
 

@@ -1,8 +1,9 @@
 """The training loop. It runs in a worker thread, emits events and applies commands between
 batches. Read ``_run`` top to bottom for the whole story.
 
-Host syncs: batch losses stay on the device and are copied to the host once per chunk
-(about ten times a second), never per batch.
+Host syncs: on CUDA and MPS, batch losses stay on the device and are copied to the host once
+per chunk (about ten times a second), never per batch. On the CPU, where reading a value
+stalls nothing, each loss is read as a float when its batch ends.
 """
 
 from __future__ import annotations
@@ -257,7 +258,8 @@ class Trainer:
             value = loss.item()
             if math.isfinite(value):
                 self.optimizer.step()
-            return value
+            # Reported as float32, as the device path reports it (a float64 loss is rounded).
+            return value if loss.dtype == torch.float32 else loss.detach().float().item()
         return loss.detach().float()
 
     def _forward(self, batch: Any) -> torch.Tensor:
@@ -267,7 +269,7 @@ class Trainer:
         return exp.loss_fn(self.model(batch[0]), batch[1])
 
     def _flush_batches(self, epoch: int) -> None:
-        """Copy the pending batch losses to the host in one transfer and emit a chunk."""
+        """Emit the pending batch losses as a chunk (from a device: in one transfer)."""
         if not self._pending:
             return
         pending = self._pending

@@ -101,6 +101,7 @@ class CosineApp(App[int]):
         self._plotted_version = -1
         self._plotted_at = -math.inf
         self._plots_due: list[LossPlot | LRPlot] = []  # handed the history on coming polls
+        self._froze = False  # whether this app froze the startup heap (see on_mount)
         self.clock: Callable[[], float] = time.monotonic  # paces the plots; tests replace it
         self._refusals_seen = 0
         self._changes_seen = 0
@@ -145,10 +146,17 @@ class CosineApp(App[int]):
         # What exists once the dashboard is up (torch, the experiment, Textual's widgets) lives
         # as long as the process. Left to the cyclic collector, each full collection walks all
         # of it: 200 ms frames every few seconds with torch imported (docs/performance.md).
-        self.call_after_refresh(gc.freeze)
+        self.call_after_refresh(self._freeze_heap)
+
+    def _freeze_heap(self) -> None:
+        # Only when nothing is frozen yet: a program that froze its own heap keeps its freeze.
+        self._froze = gc.get_freeze_count() == 0
+        if self._froze:
+            gc.freeze()
 
     def on_unmount(self) -> None:
-        gc.unfreeze()  # the rest of the process (tests, an embedding program) collects as usual
+        if self._froze:
+            gc.unfreeze()  # the rest of the process (tests, a host program) collects as usual
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)
@@ -196,8 +204,9 @@ class CosineApp(App[int]):
         A rebuild costs about 9 ms a plot at 120x40. When both pictures changed (an epoch
         end, typically), the loss plot is rebuilt on this poll and the LR plot on the next,
         1/8 s later (the LR plot first after a schedule change), so that no frame pays for
-        two: the frame budget is 30 ms (docs/performance.md). ``now`` (a resize, the log
-        toggle, a dialog closed, the first draw) rebuilds both in one frame."""
+        two: the frame budget is 30 ms (docs/performance.md). ``now`` (a dialog closed, the
+        first draw) rebuilds both in one frame; a resize and the log toggle reach the plots
+        directly (``CachedPlot.on_resize``, ``LossPlot.watch_log_scale``)."""
         if len(self.screen_stack) > 1:
             return  # a dialog covers the plots: they catch up when it closes
         history = self.history

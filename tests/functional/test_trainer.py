@@ -210,6 +210,47 @@ def test_nan_skips_the_step_alerts_and_pauses(tmp_path):
     assert all(torch.isfinite(p).all() for p in session.trainer.model.parameters())
 
 
+def test_the_device_path_reports_what_the_cpu_path_reports(tmp_path):
+    """CUDA and MPS keep each loss on the device and copy a chunk at once; forced on the CPU,
+    that path gives the same losses as the CPU's float path, and handles a NaN batch by
+    zeroing its gradients (no host branch), then applying the NaN policy."""
+
+    def run(run_dir, on_host, step=None):
+        events = []
+        kwargs = {} if step is None else {"train_step": step}
+        options = TrainerOptions(run_dir=run_dir, on_nan="stop")
+        trainer = Trainer(experiment(epochs=2, **kwargs), options, [events.append])
+        trainer._on_host = on_host
+        trainer.run()
+        return events, trainer
+
+    host, _ = run(tmp_path / "host", True)
+    device, _ = run(tmp_path / "device", False)
+    assert batch_losses(device) == batch_losses(host) and len(batch_losses(host)) == 16
+    assert all(isinstance(e.losses[0], float) for e in device if isinstance(e, BatchChunk))
+
+    calls = {"n": 0}
+
+    def nan_at_4(model, batch):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+        return loss * float("nan") if calls["n"] == 4 else loss
+
+    events, trainer = run(tmp_path / "nan", False, nan_at_4)
+    assert isinstance(events[-1], Finished) and events[-1].reason == "nan"
+    assert math.isnan(batch_losses(events)[3][0])
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_a_float64_loss_is_reported_as_float32_on_the_cpu_too(tmp_path):
+    def step(model, batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1]).double() / 3
+
+    events, _ = train(experiment(epochs=1, train_step=step), tmp_path)
+    losses = [loss for loss, _ in batch_losses(events).values()]
+    assert losses and all(torch.tensor(v, dtype=torch.float32).item() == v for v in losses)
+
+
 def test_nan_stop_policy(tmp_path):
     exp = experiment(epochs=3, train_step=lambda m, b: torch.tensor(float("inf"), requires_grad=True))
     events, _ = train(exp, tmp_path, on_nan="stop")

@@ -620,6 +620,22 @@ async def test_the_startup_heap_is_frozen_while_the_dashboard_runs():
     assert gc.get_freeze_count() == 0
 
 
+@pilot_test
+async def test_a_host_programs_own_gc_freeze_is_left_alone():
+    import gc
+
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        app = CosineApp(ScriptedSession(scripted_events()))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.pause()
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
+
+
 def _table_history(epochs: int, start_epoch: int = 0) -> History:
     from cosinetui.events import RunStarted
 
