@@ -94,6 +94,7 @@ class Trainer:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._paused = False
+        self._paused_at = 0.0  # perf_counter() when the current pause began
         self._stop_reason: str | None = None
         self.history = History()
         self.monitor = Monitor()
@@ -292,7 +293,7 @@ class Trainer:
             if self.opts.on_nan == "stop":
                 self._stop_reason = "nan"
             else:
-                self._paused = True
+                self._paused, self._paused_at = True, time.perf_counter()
                 self._emit(Paused(epoch, step, reason="nan"))
                 self._checkpoint("pause")
                 self.log.flush()
@@ -380,12 +381,15 @@ class Trainer:
         if isinstance(cmd, Pause):
             if not self._paused:
                 self._flush_batches(epoch)
-                self._paused = True
+                self._paused, self._paused_at = True, time.perf_counter()
                 self._emit(Paused(epoch, self.step, reason="user"))
                 self._checkpoint("pause")
         elif isinstance(cmd, Resume):
             if self._paused:
                 self._paused = False
+                # Time paused (its checkpoint included) is not the epoch's: its seconds,
+                # samples/s and the ETA from them count training and validation only.
+                self._epoch_started += time.perf_counter() - self._paused_at
                 self._emit(Resumed(epoch, self.step))
         elif isinstance(cmd, Stop):
             self._stop_reason = cmd.reason

@@ -251,6 +251,32 @@ def test_a_float64_loss_is_reported_as_float32_on_the_cpu_too(tmp_path):
     assert losses and all(torch.tensor(v, dtype=torch.float32).item() == v for v in losses)
 
 
+def test_a_pause_does_not_count_in_the_epoch_time(tmp_path, monkeypatch):
+    """The epoch's seconds (and so its samples/s and the ETA) leave out time spent paused: the
+    trainer's clock jumps an hour while it is paused, and the epoch still takes seconds."""
+    import time
+    import types
+
+    import cosinetui.trainer as trainer_module
+
+    hour = {"offset": 0.0}
+    clock = types.SimpleNamespace(
+        perf_counter=lambda: time.perf_counter() + hour["offset"],
+        monotonic=time.monotonic,
+        time=time.time,
+    )
+    monkeypatch.setattr(trainer_module, "time", clock)
+    session = TrainerSession(experiment(epochs=1, batches=16), TrainerOptions(run_dir=tmp_path))
+    session.send(Pause())  # applied at the first batch boundary of epoch 1
+    session.start()
+    _wait_for(session, Paused)
+    hour["offset"] = 3600.0
+    session.send(Resume())
+    end = _wait_for(session, EpochEnd)
+    assert end.seconds < 600 and end.samples_per_s > 16 * 16 / 600
+    _wait_for(session, Finished)
+
+
 def test_nan_stop_policy(tmp_path):
     exp = experiment(epochs=3, train_step=lambda m, b: torch.tensor(float("inf"), requires_grad=True))
     events, _ = train(exp, tmp_path, on_nan="stop")
