@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from textual.app import App
 from textual.widgets import Button, Input, Static
 
 from cosinetui.events import (
@@ -15,6 +16,7 @@ from cosinetui.events import (
     Finished,
     Pause,
     Resume,
+    RunStarted,
     SaveCheckpoint,
     ScheduleChanged,
     Stop,
@@ -562,19 +564,28 @@ async def test_sigterm_to_an_attached_dashboard_leaves_the_run_alone():
     assert session.sent == [] and app.return_value == DETACHED
 
 
+class TableApp(App):
+    """The epoch table alone, fed by the tests."""
+
+    def compose(self):
+        yield EpochTable()
+
+
+def run_started(start_epoch: int = 0) -> RunStarted:
+    return RunStarted("t", "/tmp/t", "cpu", "x", 1, 500, 10, "epoch", {}, start_epoch=start_epoch)
+
+
+def table_history(epochs: int) -> History:
+    """A run with ``epochs`` epochs, each val loss lower than the last."""
+    history = History()
+    history.apply(run_started())
+    for e in range(1, epochs + 1):
+        history.apply(EpochEnd(e, 1.0 / e, 1.0 / e, 0.1, 2.0, 10.0, e * 10))
+    return history
+
+
 @pilot_test
 async def test_epoch_table_marks_the_best_val_adds_metric_columns_and_rebuilds_on_resume():
-    from textual.app import App
-
-    from cosinetui.events import RunStarted
-
-    class TableApp(App):
-        def compose(self):
-            yield EpochTable()
-
-    def run_started(start_epoch: int = 0) -> RunStarted:
-        return RunStarted("t", "/tmp/t", "cpu", "x", 1, 20, 10, "epoch", {}, start_epoch=start_epoch)
-
     history = History()
     history.apply(run_started())
     history.extend([EpochEnd(1, 1.0, 0.9, 0.1, 2.0, 10.0, 10), EpochEnd(2, 0.8, 0.7, 0.1, 2.0, 10.0, 20)])
@@ -636,30 +647,10 @@ async def test_a_host_programs_own_gc_freeze_is_left_alone():
         gc.unfreeze()
 
 
-def _table_history(epochs: int, start_epoch: int = 0) -> History:
-    from cosinetui.events import RunStarted
-
-    history = History()
-    history.apply(RunStarted("t", "/tmp/t", "cpu", "x", 1, 500, 10, "epoch", {}, start_epoch=start_epoch))
-    for e in range(1, epochs + 1):
-        history.apply(EpochEnd(e, 1.0 / e, 1.0 / e, 0.1, 2.0, 10.0, e * 10))
-    return history
-
-
-async def _table_app(size: tuple[int, int]):
-    from textual.app import App
-
-    class TableApp(App):
-        def compose(self):
-            yield EpochTable()
-
-    return TableApp()
-
-
 @pilot_test
 async def test_epoch_table_follows_through_end_resize_and_pages_without_skipping_rows():
-    history = _table_history(40)
-    app = await _table_app((60, 12))
+    history = table_history(40)
+    app = TableApp()
     async with app.run_test(size=(60, 12)) as pilot:
         table = app.query_one(EpochTable)
         table.update_from(history)
@@ -697,15 +688,13 @@ async def test_epoch_table_follows_through_end_resize_and_pages_without_skipping
 
 @pilot_test
 async def test_epoch_table_empties_when_a_resume_goes_back_to_no_epochs():
-    from cosinetui.events import RunStarted
-
-    history = _table_history(30)
-    app = await _table_app((60, 12))
+    history = table_history(30)
+    app = TableApp()
     async with app.run_test(size=(60, 12)) as pilot:
         table = app.query_one(EpochTable)
         table.update_from(history)
         await pilot.pause()
-        history.apply(RunStarted("t", "/tmp/t", "cpu", "x", 1, 500, 10, "epoch", {}, start_epoch=0))
+        history.apply(run_started(start_epoch=0))
         table.update_from(history)
         await pilot.pause()
         assert table.row_count == 0 and table.virtual_size.height == 1

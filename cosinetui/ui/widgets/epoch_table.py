@@ -53,7 +53,6 @@ class EpochTable(ScrollView, can_focus=True):
         self._widths: list[int] = [len(name) for name in COLUMNS]
         self._best: int | None = None  # row of the marked val loss
         self._version = -1
-        self._pending_follow = False  # follow once laid out
         self._follow = True  # keep the newest row in view (the reader has not scrolled up)
 
     # -- data ---------------------------------------------------------------------------
@@ -99,14 +98,13 @@ class EpochTable(ScrollView, can_focus=True):
         self.vertical_scrollbar.window_virtual_size = size.height
 
     def _scroll_to_newest(self) -> None:
-        # At once when laid out (no frame drawn at the old offset), else on the first resize.
-        # Forced: the scrollbars that allow scrolling appear only with the next layout.
-        self._pending_follow = not self.size.height
-        if not self._pending_follow:
+        # At once when laid out (no frame drawn at the old offset); before that, on_resize
+        # does it. Forced: the scrollbars that allow scrolling appear only with the next layout.
+        if self.size.height:
             self.scroll_end(animate=False, immediate=True, force=True, x_axis=False)
 
     def on_resize(self) -> None:
-        if self._follow or self._pending_follow:
+        if self._follow:
             self._scroll_to_newest()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
