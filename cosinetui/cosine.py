@@ -298,6 +298,16 @@ class CosineSchedule:
         self._ramp_cache = {k: v for k, v in self._ramp_cache.items() if k < len(kept)}
         self.adjustments.append(Adjustment(self.step, op, args))
 
+    def reanneal_default_steps(self) -> int:
+        """The steps ``reanneal()`` takes when not given any: to the end of the current
+        cosine (for warm restarts, of the current cycle); 0 or less when it has ended."""
+        now = self.step
+        i = self._index_at(now)
+        end = self._end_of(self._segments[i], now)
+        if self._segments[i].kind != "cosine" and i + 1 < len(self._segments):
+            end = self._end_of(self._segments[i + 1], now)  # a ramp and its anneal are one plan
+        return end - now
+
     def reanneal(
         self, steps: int | None = None, *, eta_min: Any = None, factor: float = 1.0
     ) -> None:
@@ -307,10 +317,7 @@ class CosineSchedule:
         cur_seg = self._segments[i]
         factor = _lr("factor", factor)
         if steps is None:
-            end = self._end_of(cur_seg, now)
-            if cur_seg.kind != "cosine" and i + 1 < len(self._segments):
-                end = self._end_of(self._segments[i + 1], now)  # a ramp and its anneal are one plan
-            left = end - now
+            left = self.reanneal_default_steps()
             if left <= 0:
                 raise ValueError(
                     f"steps: the current segment ended at step {cur_seg.end}, before step {now}; "

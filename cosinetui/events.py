@@ -140,6 +140,24 @@ class Failed:
     traceback: str = ""
 
 
+@dataclass(frozen=True)
+class SystemSample:
+    """The machine as the trainer process sees it, about once a second.
+
+    Live only: sent to the dashboard beside the run's events but never written to the
+    metrics log, numbered, or fed to the history (it describes the moment, not the run).
+    ``gpus`` holds one object per device: index, name, mem_used, mem_total (bytes),
+    util (percent) and temp (degrees C), each null when NVML cannot tell.
+    """
+
+    type: ClassVar[str] = "system"
+    time: float
+    cpu_percent: float  # the trainer process's CPU, 100 = one core busy
+    rss_bytes: int  # the trainer process's resident memory
+    gpus: tuple[dict[str, Any], ...] = ()
+    peak_allocated: int | None = None  # torch's peak allocated bytes on the run's CUDA device
+
+
 Event = (
     RunStarted
     | BatchChunk
@@ -152,6 +170,7 @@ Event = (
     | Alert
     | Finished
     | Failed
+    | SystemSample
 )
 
 # --------------------------------------------------------------------------- commands
@@ -205,6 +224,7 @@ EVENT_TYPES: dict[str, type] = {
         Alert,
         Finished,
         Failed,
+        SystemSample,
     )
 }
 COMMAND_TYPES: dict[str, type] = {
@@ -254,6 +274,10 @@ _CHECKS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
         "an object of numbers",
     ),
+    "tuple[dict[str, Any], ...]": (
+        lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+        "a list of objects",
+    ),
     "tuple[float, ...]": (
         lambda v: isinstance(v, list) and all(x is None or _is_number(x) for x in v),
         "a list of numbers",
@@ -273,6 +297,8 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             raise TypeError(f"{f.name} must be {expected}, got {got}")
         if f.name in ("losses", "lrs"):
             value = tuple(math.nan if v is None else float(v) for v in value or ())
+        elif f.name == "gpus":
+            value = tuple(value)
         elif f.name in _NAN_FIELDS and value is None:
             value = math.nan
         elif f.name == "metrics" and isinstance(value, dict):

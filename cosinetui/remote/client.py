@@ -25,6 +25,7 @@ from cosinetui.events import (
     Failed,
     Finished,
     RunStarted,
+    SystemSample,
     from_json,
     to_json,
 )
@@ -143,6 +144,10 @@ class AttachedSession:
         self.errors: list[str] = []
         self.resyncs = 0
         self.seq = 0  # log lines accounted for: events applied plus lines skipped
+        # Events that happened before this session attached (the log and the hello's seq):
+        # the dashboard shows them but does not announce them as news.
+        self.backlog = 0
+        self._hello_seq = 0
         self._events = EventQueue()
         self._cursor = LogCursor(self.run_dir / store.METRICS)
         self._sock: socket.socket | None = None
@@ -171,6 +176,7 @@ class AttachedSession:
                 raise AttachError(f"{self.run_dir}: unexpected greeting {json.dumps(hello)[:200]}")
             self.hello = hello
             self.pid = hello.get("pid")
+            self._hello_seq = int(hello["seq"])
             self._catch_up(int(hello["log"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._sock.close()
@@ -293,6 +299,14 @@ class AttachedSession:
             self.seq = seq
             if event is not None:
                 self._apply(event)
+        elif kind == "system":  # live-only: no seq, not in the log
+            data = message.get("event")
+            try:
+                event = from_json(data) if isinstance(data, dict) else None
+            except ValueError:
+                event = None
+            if isinstance(event, SystemSample):
+                self._events.put(event)
         elif kind == "resync":
             self.resyncs += 1
             self._catch_up(int(message["log"]))
@@ -331,6 +345,8 @@ class AttachedSession:
         return events[0] if events else None
 
     def _apply(self, event: Event) -> None:
+        if self.seq <= self._hello_seq:
+            self.backlog += 1  # counted before it can be drained
         self._events.put(event)
         if isinstance(event, (Finished, Failed)):
             self._ended = True

@@ -66,6 +66,15 @@ def event_message(seq: int, event: Event) -> bytes:
         return encode({"type": "event", "seq": seq, "event": None})
 
 
+def live_message(event: Event) -> bytes:
+    """``{"type": "system", "event": {...}}``: a live-only event (not in the log, no seq);
+    empty when it cannot be encoded (it is simply not sent)."""
+    try:
+        return encode({"type": event.type, "event": to_json(event)})
+    except (TypeError, ValueError):
+        return b""
+
+
 def error_message(text: str) -> bytes:
     return encode({"type": "error", "message": text})
 

@@ -32,6 +32,7 @@ from cosinetui.remote.protocol import (
     encode,
     error_message,
     event_message,
+    live_message,
     log_lines_at_start,
     parse_request,
     peer_uid,
@@ -89,6 +90,7 @@ class RunServer:
         self.seq = 0  # events numbered so far (= lines of metrics.jsonl they occupy)
         self.ended = False
         self._incoming: deque[Event] = deque()
+        self._live: deque[Event] = deque()  # live-only events (publish), never numbered
         self._woken = False
         self._closed = False
         self._stop = threading.Event()
@@ -115,6 +117,19 @@ class RunServer:
             try:
                 self._wake_w.send(b"\0")
             except OSError:  # full (a wake-up is pending anyway) or closed
+                pass
+
+    def publish(self, event: Event) -> None:
+        """Send a live-only event (a ``SystemSample``) to the clients connected now: not
+        numbered, not kept for catch-up, dropped for a client that is behind. Thread-safe."""
+        if self._closed:
+            return
+        self._live.append(event)
+        if not self._woken:
+            self._woken = True
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
                 pass
 
     # ------------------------------------------------------------------ lifecycle
@@ -279,6 +294,11 @@ class RunServer:
                 self._ring_size -= len(self._ring.popleft()[1])
             for client in list(self._clients.values()):
                 self._queue(client, message)
+        while self._live:
+            message = live_message(self._live.popleft())
+            for client in list(self._clients.values()):
+                if message and client.queued + len(message) <= self.max_queued_bytes // 2:
+                    self._push(client, message)
         for client in list(self._clients.values()):
             self._flush(client)
 

@@ -1,17 +1,19 @@
 """The dashboard app: drains the session's events on a timer, keeps its own History, and sends
-commands. It never touches the trainer; a read-only session (a recorded run) disables controls.
+commands. It never touches the trainer, which runs in another process (`cosinetui run` starts
+a child: a trainer thread here would compete with the UI for the interpreter lock and slow
+training); a read-only session (a recorded run) disables controls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import math
 import os
 import signal
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from textual import events
@@ -29,32 +31,33 @@ from cosinetui.events import (
     Resume,
     SaveCheckpoint,
     Stop,
+    SystemSample,
     command_from_json,
     to_json,
 )
 from cosinetui.history import History
+from cosinetui.leaving import leaving_lines
 from cosinetui.session import DETACHED, Session
-from cosinetui.ui import schedule_view
-from cosinetui.ui.format import fmt_lr
+from cosinetui.ui import hangup, schedule_view, settings
 from cosinetui.ui.messages import FixRequested
+from cosinetui.ui.plot_pacing import PLOT_SECONDS, Milestones, PlotPacer
 from cosinetui.ui.screens.adjust import ScheduleForm
 from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
+from cosinetui.ui.screens.help import HelpScreen
 from cosinetui.ui.series import Axis
 from cosinetui.ui.widgets.alerts import FIX_KEYS, AlertsPanel
 from cosinetui.ui.widgets.epoch_table import EpochTable
 from cosinetui.ui.widgets.plots import LossPlot, LRPlot, preview_data
 from cosinetui.ui.widgets.progress import EpochProgress
 from cosinetui.ui.widgets.status import StatusLine
+from cosinetui.ui.widgets.system import SystemBrief, SystemPanel
+
+__all__ = ["PLOT_SECONDS", "CosineApp", "run_dashboard"]
 
 MIN_WIDTH, MIN_HEIGHT = 60, 20
+PANEL_WIDTH = 120  # from this width on, the system panel has a place beside the warnings
 STOP_TIMEOUT = 120.0  # seconds a crashed UI waits for the trainer's last checkpoint
 POLL_SECONDS = 0.125  # 8 Hz: fresh enough to read, cheap when nothing changed
-# Within an epoch only the tail of the batch loss and the end of the used LR line grow, a
-# fraction of a column per chunk. Redrawing them once a second still reads as live, and bounds
-# the plots (10 to 25 ms a rebuild each) to a few percent of the UI thread instead of a rebuild
-# on every 8 Hz poll that brings a chunk. What changes the picture at once (an epoch end, a
-# schedule change, pause or resume, the end of the run) is drawn by the poll that brings it.
-PLOT_SECONDS = 1.0
 CONTROLS = {"pause", "resume", "adjust", "restart", "checkpoint", "detach"}
 
 
@@ -77,6 +80,7 @@ class CosineApp(App[int]):
         Binding("l", "log_scale", "log y", id="log_scale"),
         Binding("d", "detach", "detach", id="detach"),
         Binding("q", "quit_dialog", "quit", id="quit"),
+        Binding("question_mark,f1", "help", "help", id="help"),
         Binding("ctrl+c", "quit_dialog", "quit", id="quit_ctrl_c", show=False, priority=True),
         Binding("ctrl+q", "quit_dialog", "quit", id="quit_ctrl_q", show=False, priority=True),
         *(
@@ -85,27 +89,32 @@ class CosineApp(App[int]):
         ),
     ]
 
-    def __init__(self, session: Session, *, handle_signals: bool = False) -> None:
+    def __init__(
+        self, session: Session, *, handle_signals: bool = False, keep_settings: bool = False
+    ) -> None:
         super().__init__()
         self.session = session
         self.history = History()
         self.handle_signals = handle_signals
+        # Whether the theme is read from and saved to the user's settings file (the real
+        # command does; tests leave the user's file alone).
+        self.keep_settings = keep_settings
         self.stopping = ""  # the reason of a Stop sent, "" while none was
         self.detached = False
         self.polls = 0
+        self.system: SystemSample | None = None  # the latest sample of the trainer's machine
         self._changed = asyncio.Event()  # set by a poll that brought events
         self._polled = asyncio.Event()  # set by every poll
         self._version = -1
         self._bindings_key: tuple | None = None
-        self._plotted: tuple | None = None  # what the plots last saw: see _update_plots
-        self._plotted_version = -1
-        self._plotted_at = -math.inf
-        self._plots_due: list[LossPlot | LRPlot] = []  # handed the history on coming polls
         self._froze = False  # whether this app froze the startup heap (see on_mount)
         self.clock: Callable[[], float] = time.monotonic  # paces the plots; tests replace it
+        self._drained = 0  # events drained so far (for the session's backlog)
         self._refusals_seen = 0
         self._changes_seen = 0
         self._checkpoint_seen: Any = None
+        self._end_seen: Any = None
+        self._theme_loaded = False
 
     # ------------------------------------------------------------------ layout
 
@@ -117,7 +126,15 @@ class CosineApp(App[int]):
         self.epoch_table = EpochTable(id="epochs")
         self.alerts_panel = AlertsPanel(id="alerts")
         self.progress = EpochProgress(id="progress")
+        self.system_brief = SystemBrief(id="system-brief")
+        self.system_panel = SystemPanel(id="system")
         self.too_small = Static(id="too-small")
+        self.pacer = PlotPacer(
+            [self.loss_plot, self.lr_plot], lambda: self.clock(), schedule_first=self.lr_plot
+        )
+        name = getattr(self.session, "run_name", "")
+        if name:
+            self.status_line.placeholder = name
         with Vertical(id="dashboard"):
             yield self.status_line
             with Horizontal(id="plots"):
@@ -126,22 +143,31 @@ class CosineApp(App[int]):
             with Horizontal(id="lower"):
                 yield self.epoch_table
                 yield self.alerts_panel
-            yield self.progress
+                yield self.system_panel
+            with Horizontal(id="bottom"):
+                yield self.progress
+                yield self.system_brief
         yield self.too_small
         yield Footer()
 
     def on_mount(self) -> None:
-        self.loss_plot.border_title = "loss [$accent]━[/] train [#ff8700]━[/] val [dim]━[/] batch"
-        self.lr_plot.border_title = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
+        # Markers as well as colours, so the series stay apart without colour (NO_COLOR).
+        self.loss_plot.border_title = "loss [$accent]⣀[/] train [#ff8700]•[/] val [dim]·[/] batch"
+        self.lr_plot.border_title = "LR [green]⣀[/] used [dim]┄[/] plan [yellow]●[/] now"
         self.epoch_table.border_title = "epochs"
         self.alerts_panel.border_title = "warnings"
+        self.system_panel.border_title = "system"
+        if self.keep_settings:
+            theme = settings.load().get("theme")
+            if isinstance(theme, str) and theme in self.available_themes:
+                self.theme = theme
+        self._theme_loaded = True
         self.poll_timer = self.set_interval(POLL_SECONDS, self.poll)
         self.screen_change_signal.subscribe(self, self._screen_changed)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._check_size()
         if self.handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.hang_up, sig)
+            hangup.install(self.hang_up)
         self.call_after_refresh(self.poll)
         # What exists once the dashboard is up (torch, the experiment, Textual's widgets) lives
         # as long as the process. Left to the cyclic collector, each full collection walks all
@@ -161,10 +187,15 @@ class CosineApp(App[int]):
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)
 
+    def _theme_changed(self, theme: Any) -> None:
+        if self.keep_settings and self._theme_loaded:
+            settings.save(theme=self.theme)
+
     def _check_size(self, size: Size | None = None) -> None:
         width, height = size or self.size
         small = width < MIN_WIDTH or height < MIN_HEIGHT
         self.screen_stack[0].set_class(small, "-too-small")
+        self.screen_stack[0].set_class(width >= PANEL_WIDTH, "-wide")
         if small:
             self.too_small.update(
                 f"terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT})\n"
@@ -180,7 +211,20 @@ class CosineApp(App[int]):
         events = self.session.drain()
         history = self.history
         if events:
-            history.extend(events)
+            samples = [e for e in events if isinstance(e, SystemSample)]
+            if samples:
+                events = [e for e in events if not isinstance(e, SystemSample)]
+                self.system = samples[-1]
+                self.system_brief.show(self.system)
+                self.system_panel.show(self.system)
+            # Events from before this dashboard opened (an attach replays the run) are
+            # shown, not announced as news.
+            old = max(getattr(self.session, "backlog", 0) - self._drained, 0)
+            self._drained += len(events)
+            if old:
+                history.extend(events[:old])
+                self._mark_announced()
+            history.extend(events[old:])
             self._announce()
         note = "stopping…" if self.stopping and history.end is None else ""
         self.status_line.update_from(history, note)
@@ -198,42 +242,18 @@ class CosineApp(App[int]):
         self._polled.set()
 
     def _update_plots(self, *, now: bool = False) -> None:
-        """Hand the plots the history at once when a milestone changed (or ``now``), else at
-        most every PLOT_SECONDS; each plot then rebuilds only if its picture changed.
-
-        A rebuild costs about 9 ms a plot at 120x40. When both pictures changed (an epoch
-        end, typically), the loss plot is rebuilt on this poll and the LR plot on the next,
-        1/8 s later (the LR plot first after a schedule change), so that no frame pays for
-        two: the frame budget is 30 ms (docs/performance.md). ``now`` (a dialog closed, the
-        first draw) rebuilds both in one frame; a resize and the log toggle reach the plots
-        directly (``CachedPlot.on_resize``, ``LossPlot.watch_log_scale``)."""
+        """Hand the plots the history as the pacer says (``plot_pacing``); each plot then
+        rebuilds only if its picture changed. ``now`` (a dialog closed, the first draw)
+        rebuilds both in one frame; a resize and the log toggle reach the plots directly
+        (``CachedPlot.on_resize``, ``LossPlot.watch_log_scale``)."""
         if len(self.screen_stack) > 1:
             return  # a dialog covers the plots: they catch up when it closes
         history = self.history
-        # A new run (a resume), an epoch end, a schedule change, pause, resume or the end
-        # (the state): drawn at once.
-        seen = (history.run, history.epochs_done, len(history.schedule_changes), history.state)
-        last = self._plotted
-        now = now or last is None
-        clock = self.clock()
-        due = (
-            now
-            or seen[0] is not last[0]
-            or seen[1:] != last[1:]
-            or (history.version != self._plotted_version and clock - self._plotted_at >= PLOT_SECONDS)
-        )
-        if due:
-            # A plot still waiting from the last poll keeps its place ahead of the one drawn
-            # then, so that epochs faster than the polls cannot starve the second plot. A
-            # schedule change is about the LR plot: it goes first.
-            self._plotted, self._plotted_version, self._plotted_at = seen, history.version, clock
-            queue = self._plots_due
-            queue += [plot for plot in (self.loss_plot, self.lr_plot) if plot not in queue]
-            if last is not None and seen[2] != last[2]:
-                queue.remove(self.lr_plot)
-                queue.insert(0, self.lr_plot)
-        while self._plots_due:
-            if self._plots_due.pop(0).update_from(history) and not now:
+        now = now or not self.pacer.started
+        seen = Milestones(history.run, history.epochs_done, len(history.schedule_changes), history.state)
+        self.pacer.schedule(seen, history.version, now=now)
+        while (plot := self.pacer.pop()) is not None:
+            if plot.update_from(history) and not now:
                 break
 
     def _screen_changed(self, screen: Screen) -> None:
@@ -259,9 +279,23 @@ class CosineApp(App[int]):
         self._polled.clear()
         await self._polled.wait()
 
-    def _announce(self) -> None:
-        """Toasts for acknowledgements: a schedule change, a refused command, a checkpoint."""
+    def _mark_announced(self) -> None:
+        """Take what the history holds now as already announced."""
         history = self.history
+        self._refusals_seen = len(history.refusals)
+        self._changes_seen = len(history.schedule_changes)
+        self._checkpoint_seen = history.last_checkpoint
+        self._end_seen = history.end
+
+    def _announce(self) -> None:
+        """Toasts for acknowledgements (a schedule change, a refused command, a checkpoint)
+        and for a failure."""
+        history = self.history
+        end = history.end
+        if end is not None and end is not self._end_seen:
+            self._end_seen = end
+            if history.state == "failed":
+                self.notify(getattr(end, "error", ""), title="the run failed", severity="error", timeout=30)
         for refusal in history.refusals[self._refusals_seen :]:
             what = refusal.command.get("op") or refusal.command.get("type", "command")
             self.notify(refusal.reason, title=f"{what} refused", severity="error", timeout=8)
@@ -304,7 +338,14 @@ class CosineApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette lists the same actions as the footer (those that apply now)."""
-        yield from super().get_system_commands(screen)
+        # Textual's own Quit would leave without asking (ours asks), its Keys panel lists
+        # widget keys (the help screen lists ours), and its Screenshot writes to
+        # ~/Downloads (missing on a server): replaced below.
+        replaced = {"Quit", "Keys", "Screenshot"}
+        yield from (c for c in super().get_system_commands(screen) if c.title not in replaced)
+        yield SystemCommand(
+            "Screenshot", "Save an SVG of the screen in the run directory", self.action_screenshot
+        )
         palette = {
             "pause": ("Pause training", "Stop at the next batch boundary (space, p)"),
             "resume": ("Resume training", "Continue the paused run (space, p)"),
@@ -318,6 +359,7 @@ class CosineApp(App[int]):
         for action, (title, help_text) in palette.items():
             if self.check_action(action, ()):
                 yield SystemCommand(title, help_text, partial(self.run_action, action))
+        yield SystemCommand("Keys", "The dashboard's keys by area (?, F1)", self.action_help)
 
     def send(self, command: Command) -> None:
         self.session.send(command)
@@ -347,6 +389,28 @@ class CosineApp(App[int]):
         self.send(SaveCheckpoint())
         self.notify("checkpoint requested", timeout=2)
 
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def screenshot_dir(self) -> Path:
+        """The run directory when it is here and writable, else the working directory."""
+        run = self.history.run
+        if run is not None and run.run_dir:
+            path = Path(run.run_dir)
+            if path.is_dir() and os.access(path, os.W_OK):
+                return path
+        return Path.cwd()
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        target = Path(path) if path else self.screenshot_dir()
+        try:
+            saved = self.save_screenshot(filename, str(target))
+        except OSError as exc:
+            self.notify(f"{target}: {exc.strerror or exc}", title="screenshot not saved", severity="error")
+            return
+        self.notify(saved, title="screenshot saved", timeout=8)
+
     def action_log_scale(self) -> None:
         self.loss_plot.log_scale = not self.loss_plot.log_scale
 
@@ -369,31 +433,19 @@ class CosineApp(App[int]):
         if schedule is None:
             self.notify("the run has not started yet", severity="warning")
             return
-        axis = Axis.of(self.history)
-        fills = schedule_view.prefills(schedule, axis)["restart"]
-        texts = {name: fill.text for name, fill in fills.items()}
-        implicit = {name for name, fill in fills.items() if fill.implicit}
-        result = schedule_view.check(schedule, "restart", texts, implicit)
-        if not result.ok:
-            message = next(iter(result.errors.values()))
-            self.notify(message, title="restart not possible", severity="error")
+        plan = schedule_view.restart_plan(schedule, Axis.of(self.history))
+        if plan.command is None:
+            self.notify(plan.error, title="restart not possible", severity="error")
             return
-        steps = result.args.get("steps", schedule.config["T_max"])
-        question = (
-            f"LR back to {fmt_lr(schedule.base_lrs[0])}, then a cosine down to "
-            f"{fmt_lr(schedule.config['eta_min'])} over {steps} steps "
-            f"({'epochs' if axis.interval == 'epoch' else 'batches'}). "
-            "Press a for other values."
-        )
-        preview = preview_data(self.history, schedule, result.preview, 60)
-        command = AdjustSchedule("restart", dict(result.args))
+        preview = preview_data(self.history, schedule, plan.check.preview if plan.check else None, 60)
+        command = AdjustSchedule("restart", plan.command["args"])
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._adjusted(command)
 
         self.push_screen(
-            RestartScreen(question, preview, ("restart", self.history.version)), confirmed
+            RestartScreen(plan.question, preview, ("restart", self.history.version)), confirmed
         )
 
     def action_fix(self, key: str) -> None:
@@ -459,8 +511,8 @@ class CosineApp(App[int]):
     def hang_up(self, signum: int = signal.SIGHUP) -> None:
         """SIGHUP (the terminal went away): detach, the run goes on. SIGTERM: checkpoint and end."""
         if signum == signal.SIGHUP and self.handle_signals:
-            self._mute_driver()
-            detach_terminal()
+            hangup.mute_driver(self)
+            hangup.detach_terminal()
         if self.session.read_only or self.run_over:
             self.exit(self.exit_code)
         elif signum == signal.SIGHUP or not self.owns_run:
@@ -470,36 +522,8 @@ class CosineApp(App[int]):
         else:
             self.stop("signal")
 
-    def _mute_driver(self) -> None:
-        """Stop writing to a terminal that is gone.
-
-        Textual's output thread dies on the first write to a hung-up tty, after which its
-        bounded queue fills and the next write (the shutdown's restore sequences) blocks
-        forever. Drop output instead, and skip the join of that thread at close.
-        """
-        driver = getattr(self, "_driver", None)
-        if driver is not None:
-            driver.write = lambda data: None
-            driver.flush = lambda: None
-            driver.close = lambda: None
-
     async def action_quit(self) -> None:
         self.action_quit_dialog()
-
-
-def detach_terminal() -> None:
-    """Point stdin, stdout and stderr at /dev/null once the terminal is gone, so that
-    whatever still prints (a warning, the CLI's last line) does not fail with EIO."""
-    try:
-        null = os.open(os.devnull, os.O_RDWR)
-    except OSError:
-        return
-    for fd in (0, 1, 2):
-        try:
-            os.dup2(null, fd)
-        except OSError:
-            pass
-    os.close(null)
 
 
 def run_dashboard(session: Session, *, mouse: bool = True) -> int:
@@ -510,13 +534,18 @@ def run_dashboard(session: Session, *, mouse: bool = True) -> int:
     app ends otherwise while this process's run still trains (a crash), the run is stopped and
     given time to write its checkpoint, so the process never dies mid-write.
     """
-    app = CosineApp(session, handle_signals=True)
+    app = CosineApp(session, handle_signals=True, keep_settings=True)
     try:
         code = app.run(mouse=mouse)
     finally:
         if app.owns_run and not app.detached and not session.done:
             session.send(Stop(app.stopping or "stopped"))
             session.wait(STOP_TIMEOUT)
+            app.history.extend(e for e in session.drain() if not isinstance(e, SystemSample))
+    if not session.read_only:
+        running = app.detached or not app.owns_run
+        for line in leaving_lines(app.history, running=running, pid=getattr(session, "pid", None)):
+            print(line, flush=True)
     if app.detached:
         return DETACHED
     if app.return_code:

@@ -12,7 +12,7 @@ from typing import Any
 
 from cosinetui.cosine import CosineSchedule
 from cosinetui.history import History
-from cosinetui.ui.format import fmt_number
+from cosinetui.ui.format import fmt_lr, fmt_number
 from cosinetui.ui.series import Axis, sample_steps
 
 OPERATIONS = ("reanneal", "retime", "restart")
@@ -74,7 +74,9 @@ def prefills(schedule: CosineSchedule, axis: Axis) -> dict[str, dict[str, Prefil
     for candidate in schedule.segments:
         if candidate.start <= now:
             seg = candidate
-    left_in_segment = seg.end - now
+    # What reanneal() itself defaults to: the rest of the current cosine, or of the current
+    # cycle of a warm-restart schedule (whose segment's own end is its first cycle's).
+    left_in_segment = schedule.reanneal_default_steps()
     left_in_run = max(axis.sched_end - now, 1)
     base = schedule.base_lrs[0]
     return {
@@ -132,10 +134,41 @@ class Check:
     args: dict[str, Any]
     errors: dict[str, str]  # field name (or "" for the whole form) -> message
     preview: CosineSchedule | None  # the schedule after the change, when valid
+    warning: str = ""  # a valid change worth a second look (it raises the LR a lot)
+    ceiling: float | None = None  # the LR the warning is about (the run's peak or the current LR)
 
     @property
     def ok(self) -> bool:
         return not self.errors and self.preview is not None
+
+
+# A change that takes the LR to this many times the current one is called out (unless it is a
+# warm restart to no more than the run's peak: going back up is what a restart is for).
+RAISE_FACTOR = 2.0
+
+
+def raise_warning(
+    schedule: CosineSchedule, new: CosineSchedule, op: str, stop: int
+) -> tuple[str, float | None]:
+    """(message, ceiling) when ``new`` takes group 0's LR above the run's peak, or (except a
+    restart) to RAISE_FACTOR x the current LR or more, anywhere from now to ``stop``."""
+    now = schedule.step
+    current = schedule.lr_at(now)[0]
+    peak = schedule.base_lrs[0]
+    _, lrs = planned(new, now, max(stop, now + 1), 200)
+    top = max(lrs, default=current)
+    if top > peak * (1 + 1e-9):
+        return (
+            f"raises the LR to {fmt_number(top)}, {top / peak:.3g}x the run's peak "
+            f"({fmt_number(peak)})",
+            peak,
+        )
+    if op != "restart" and current > 0 and top >= RAISE_FACTOR * current:
+        return (
+            f"raises the LR {top / current:.3g}x, from {fmt_number(current)} to {fmt_number(top)}",
+            current,
+        )
+    return "", None
 
 
 def check(schedule: CosineSchedule, op: str, texts: dict[str, str], implicit: set[str]) -> Check:
@@ -164,7 +197,37 @@ def check(schedule: CosineSchedule, op: str, texts: dict[str, str], implicit: se
     except ValueError as exc:
         message = str(exc)
         return Check(args, {field_of(message, op) or "": message}, None)
-    return Check(args, {}, preview)
+    stop = max(schedule.end_step, preview.end_step, schedule.step + 1)
+    warning, ceiling = raise_warning(schedule, preview, op, stop)
+    return Check(args, {}, preview, warning, ceiling)
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    """What the warm-restart key would send, and how to ask for it."""
+
+    command: dict[str, Any] | None  # AdjustSchedule("restart", args) as its op and args
+    question: str
+    error: str = ""
+    check: Check | None = None
+
+
+def restart_plan(schedule: CosineSchedule, axis: Axis) -> RestartPlan:
+    """A warm restart with the form's defaults: back to the base LR over the rest of the run."""
+    fills = prefills(schedule, axis)["restart"]
+    texts = {name: fill.text for name, fill in fills.items()}
+    implicit = {name for name, fill in fills.items() if fill.implicit}
+    result = check(schedule, "restart", texts, implicit)
+    if not result.ok:
+        return RestartPlan(None, "", next(iter(result.errors.values())))
+    steps = result.args.get("steps", schedule.config["T_max"])
+    question = (
+        f"LR back to {fmt_lr(schedule.base_lrs[0])}, then a cosine down to "
+        f"{fmt_lr(schedule.config['eta_min'])} over {steps} steps "
+        f"({'epochs' if axis.interval == 'epoch' else 'batches'}). "
+        "Press a for other values."
+    )
+    return RestartPlan({"op": "restart", "args": dict(result.args)}, question, check=result)
 
 
 def copy(schedule: CosineSchedule) -> CosineSchedule:

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from cosinetui.history import History
 from cosinetui.ui.format import fmt_duration, fmt_lr, fmt_rate
+from cosinetui.ui.series import Axis
 
 STATE_STYLES = {
     "starting": "bold",
@@ -45,6 +46,12 @@ def in_progress(history: History) -> int:
 
 
 def current_lr(history: History) -> float | None:
+    """The LR in use: the last batch's, unless a schedule change came after it (applied
+    while paused, say), whose LR is the one the next batch gets."""
+    changes = history.schedule_changes
+    if changes and changes[-1].lrs and history.run is not None:
+        if changes[-1].step >= Axis.of(history).sched_now(history):
+            return changes[-1].lrs[0]
     if history.lrs:
         return history.lrs[-1]
     if history.epochs:
@@ -52,24 +59,28 @@ def current_lr(history: History) -> float | None:
     return None
 
 
-def status_text(history: History, width: int, note: str = "") -> Text:
-    """The line, dropping the least useful parts first when ``width`` is short."""
+def status_text(history: History, width: int, note: str = "", name: str = "cosinetui") -> Text:
+    """The line, dropping the least useful parts first when ``width`` is short.
+
+    While paused, throughput and ETA are left out: neither moves until the run resumes.
+    """
     run = history.run
     state = note or history.state
     if history.state == "paused" and history.pause_reason not in ("", "user"):
         state = f"paused ({history.pause_reason})"
     epoch = in_progress(history)
     parts: list[tuple[int, str, str]] = [  # (priority: lower is dropped last, text, style)
-        (0, run.run_name if run else "cosinetui", "bold"),
+        (0, run.run_name if run else name, "bold"),
         (0, state, STATE_STYLES.get(history.state if not note else "stopping", "bold")),
         (0, f"epoch {epoch}/{history.total_epochs}", ""),
         (2, f"step {history.step:,}", ""),
         (1, f"lr {fmt_lr(current_lr(history))}", ""),
         (3, run.device if run else "", "dim"),
     ]
-    if history.epochs and history.epochs[-1].samples_per_s:
+    running = history.state == "running"
+    if running and history.epochs and history.epochs[-1].samples_per_s:
         parts.append((4, fmt_rate(history.epochs[-1].samples_per_s), ""))
-    eta = eta_seconds(history)
+    eta = eta_seconds(history) if running else None
     if eta is not None:
         parts.append((1, f"ETA {fmt_duration(eta)}", ""))
     parts = [p for p in parts if p[1]]
@@ -98,13 +109,16 @@ class StatusLine(Static):
         super().__init__("starting…", id=id)
         self._key: tuple | None = None
         self._text: Text | None = None
+        self.placeholder = "cosinetui"  # the name shown until the run has started
 
     def update_from(self, history: History, note: str = "") -> None:
         key = (history.version, self.size.width, note)
         if key == self._key:
             return
         self._key = key
-        text = status_text(history, max(self.size.width, 20), note)
+        if history.run is None and history.end is None and not note:
+            note = "starting…"
+        text = status_text(history, max(self.size.width, 20), note, self.placeholder)
         if text != self._text:
             self._text = text
             self.update(text, layout=False)
