@@ -17,7 +17,24 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Lists each command with its whole first sentence, wrapped, instead of click's cut."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            text = command.short_help or (command.help or "").strip()
+            first = text.split("\n\n", 1)[0].replace("\n", " ")
+            rows.append((name, first.split(". ", 1)[0].rstrip(".")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Commands, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cosinetui")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -26,12 +43,12 @@ def main(ctx: click.Context) -> None:
     With no command, trains the built-in demo in the dashboard (about a minute on a CPU).
 
     \b
-      cosinetui                      the built-in demo
-      cosinetui run my_experiment.py your model (a file defining experiment())
-      cosinetui run exp.py --detach  train in the background
-      cosinetui attach               the dashboard on a live run
-      cosinetui ls                   runs and their state
-      cosinetui diagnose runs/NAME   warnings for a recorded run
+      cosinetui                        the built-in demo
+      cosinetui run my_experiment.py   your model (a file defining experiment())
+      cosinetui run exp.py --detach    train in the background
+      cosinetui attach                 the dashboard on a live run
+      cosinetui ls                     runs and their state
+      cosinetui diagnose runs/NAME     warnings for a recorded run
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(run)

@@ -83,12 +83,30 @@ def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
     return store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
 
 
+def finished_epochs(path: Path) -> int:
+    """Epochs the run directory's checkpoint holds (0 when it cannot be read)."""
+    from cosinetui.checkpoint import load_checkpoint
+
+    try:
+        epoch = load_checkpoint(path / store.CHECKPOINT).get("epoch", 0)
+    except Exception:  # noqa: BLE001 - prepare_dir already reported an unreadable one
+        return 0
+    return epoch if isinstance(epoch, int) else 0
+
+
 def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
     """Run an experiment as the options say; returns the process exit status."""
     exp = build_experiment(config)
     device = opts["device"] or config.get("device") or "auto"
     check_device(device)
     path = prepare_dir(exp, run_dir, resume)
+    if resume and finished_epochs(path) >= exp.epochs:
+        _say(
+            f"{path}: the run is complete ({exp.epochs} of {exp.epochs} epochs); nothing to resume.\n"
+            f"  train further:  cosinetui resume {path} --epochs {exp.epochs + max(exp.epochs // 2, 1)}\n"
+            f"  open the record: cosinetui show {path}"
+        )
+        return 0
     # Options not given now fall back to what the run was started with (resume).
     # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
     opts = dict(opts)

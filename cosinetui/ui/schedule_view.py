@@ -159,13 +159,12 @@ def raise_warning(
     top = max(lrs, default=current)
     if top > peak * (1 + 1e-9):
         return (
-            f"raises the LR to {fmt_number(top)}, {top / peak:.3g}x the run's peak "
-            f"({fmt_number(peak)})",
+            f"raises the LR to {fmt_lr(top)}, {top / peak:.3g}x the run's peak ({fmt_lr(peak)})",
             peak,
         )
     if op != "restart" and current > 0 and top >= RAISE_FACTOR * current:
         return (
-            f"raises the LR {top / current:.3g}x, from {fmt_number(current)} to {fmt_number(top)}",
+            f"raises the LR {top / current:.3g}x, from {fmt_lr(current)} to {fmt_lr(top)}",
             current,
         )
     return "", None

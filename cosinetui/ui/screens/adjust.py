@@ -89,6 +89,7 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
                 f"now: step {now} · LR {fmt_lr(self.schedule.lr_at(now)[0])} · {units(self.axis)}",
                 id="form-context",
             )
+            yield Static(id="form-warning")
             yield Static(id="form-error")
             with Horizontal(id="form-buttons"):
                 yield Button("Apply", id="apply", variant="primary", compact=True)
@@ -149,13 +150,18 @@ class ScheduleForm(ModalScreen[AdjustSchedule | None]):
         form_error = self.query_one("#form-error", Static)
         form_error.update(general)
         form_error.display = bool(general)
+        warning = self.query_one("#form-warning", Static)
+        warning.update(f"⚠ {result.warning}" if result.warning else "")
+        warning.display = bool(result.warning)
         self.query_one("#op-help", Static).update(DESCRIPTIONS[op])
         self.query_one("#apply", Button).disabled = not result.ok
         preview = self.query_one(PreviewPlot)
         buckets = max(preview.size.width, 40)
         preview.show(
             (op, tuple(sorted(texts.items())), buckets),
-            preview_data(self.history, self.schedule, result.preview, buckets),
+            preview_data(
+                self.history, self.schedule, result.preview, buckets, ceiling=result.ceiling
+            ),
         )
 
     def action_next_operation(self) -> None:

@@ -37,6 +37,9 @@ from cosinetui.ui.series import (
 )
 
 TRAIN, VAL, BATCH = "cyan+", "orange+", "gray"
+# Each loss series has its own marker too, so that they stay apart without colour (NO_COLOR,
+# a monochrome terminal): train a solid braille line, val bullets, the batch loss dots.
+TRAIN_MARKER, VAL_MARKER, BATCH_MARKER = "braille", "•", "·"
 USED, PLANNED, NOW, PREVIEW = "green+", "gray", "yellow+", "magenta+"
 END = "red"
 
@@ -192,19 +195,19 @@ class LossPlot(CachedPlot):
             self.update_from(self._history)
 
     def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
-        parts = [(data.train, TRAIN), (data.val, VAL), (data.batch, BATCH)]
+        parts = [(data.train, TRAIN, TRAIN_MARKER), (data.val, VAL, VAL_MARKER), (data.batch, BATCH, BATCH_MARKER)]
         if self.log_scale:
-            parts = [(log10_series(s), c) for s, c in parts]
-        parts = [(s, c) for s, c in parts if s.xs]
+            parts = [(log10_series(s), c, m) for s, c, m in parts]
+        parts = [(s, c, m) for s, c, m in parts if s.xs]
         if not parts:
             return False
-        xs = [x for s, _ in parts for x in s.xs]
-        ys = [y for s, _ in parts for y in s.ys]
-        for series, color in parts:
+        xs = [x for s, _, _ in parts for x in s.xs]
+        ys = [y for s, _, _ in parts for y in s.ys]
+        for series, color, marker in parts:
             if len(series.xs) == 1:
-                plt.scatter(series.xs, series.ys, marker="●", color=color)
+                plt.scatter(series.xs, series.ys, marker="●" if marker == "braille" else marker, color=color)
             else:
-                plt.plot(series.xs, series.ys, marker="braille", color=color)
+                plt.plot(series.xs, series.ys, marker=marker, color=color)
         _set_axes(plt, xs, ys, height, width, log=self.log_scale)
         return None
 
@@ -293,8 +296,11 @@ def lr_plot_data(history: History, envelope: Envelope, buckets: int) -> tuple:
     return used, planned, now, end
 
 
-def preview_data(history: History, current: Any, new: Any, buckets: int) -> tuple | None:
-    """The adjust form's preview: (current plan, new plan, x now, x run end) from now on."""
+def preview_data(
+    history: History, current: Any, new: Any, buckets: int, *, ceiling: float | None = None
+) -> tuple | None:
+    """The adjust form's preview from now on: (current plan, new plan, x now, x run end,
+    ceiling), ``ceiling`` being the LR a warned-about change goes above (drawn as a line)."""
     if current is None:
         return None
     axis = Axis.of(history)
@@ -309,7 +315,7 @@ def preview_data(history: History, current: Any, new: Any, buckets: int) -> tupl
         steps, lrs = schedule_view.planned(new, start, stop, 2 * buckets)
         fresh = Series([axis.sched_x(s) for s in steps], lrs)
     end = axis.sched_x(axis.sched_end) if stop > axis.sched_end > 0 else None
-    return old, fresh, axis.sched_x(start), end
+    return old, fresh, axis.sched_x(start), end, ceiling
 
 
 class PreviewPlot(CachedPlot):
@@ -318,7 +324,7 @@ class PreviewPlot(CachedPlot):
     empty_text = "no preview: fix the fields"
 
     def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
-        old, new, now, end = data
+        old, new, now, end, ceiling = data
         if not old.xs:
             return False
         plt.plot(old.xs, old.ys, marker="dot", color=PLANNED)
@@ -327,6 +333,11 @@ class PreviewPlot(CachedPlot):
         if end is not None:
             plt.vertical_line(end, color=END)
         xs, ys = old.xs + new.xs, old.ys + new.ys
+        if ceiling is not None:
+            # The LR the change goes above (the run's peak, or the current LR): a warning's
+            # evidence, in line style as well as colour.
+            plt.horizontal_line(ceiling, color=END)
+            ys = [*ys, ceiling]
         if not math.isfinite(sum(ys)):
             return False
         _set_axes(plt, xs, ys, height, width)

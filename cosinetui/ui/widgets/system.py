@@ -56,7 +56,7 @@ def panel_lines(sample: SystemSample | None) -> list[str]:
     return lines
 
 
-BRIEF_WIDTH = 24
+BRIEF_WIDTH = 28
 
 
 class SystemBrief(Label):
