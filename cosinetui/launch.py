@@ -152,11 +152,31 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         server.start()
     except ServeError as exc:
         raise store.RunDirError(str(exc)) from None
+    # The machine's figures for attached dashboards, from a thread of its own: never through
+    # the training loop, the metrics log or the headless lines.
+    sampler = start_sampler(server.publish, session.trainer.device)
     try:
         return run_headless(session, path)
     finally:
+        if sampler is not None:
+            sampler.close()
         session.wait(60)
         server.close()
+
+
+def start_sampler(publish: Any, device: Any) -> Any:
+    """A started SystemSampler, or None when psutil is missing (it is a dependency, but a
+    monitor is never a reason for a run not to start)."""
+    from cosinetui.system_sampler import SystemSampler, torch_peak_allocated
+
+    try:
+        sampler = SystemSampler(
+            publish, cuda=device.type == "cuda", peak_allocated=torch_peak_allocated(device)
+        )
+    except ImportError:
+        return None
+    sampler.start()
+    return sampler
 
 
 def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:

@@ -36,9 +36,10 @@ def leaving_lines(
             f"  watch and steer:  cosinetui attach {where}",
         ]
     end = history.end
+    steps = max(history.step, getattr(end, "step", 0))
     if history.state == "finished":
         best = history.best_epoch
-        summary = f"{name} finished: {done} epochs, {history.step:,} steps"
+        summary = f"{name} finished: {done} epochs, {steps:,} steps"
         if best is not None:
             summary += f"; best val {_loss(best.val_loss)} at epoch {best.epoch}"
         elif history.epochs:
@@ -57,6 +58,6 @@ def leaving_lines(
         return lines
     # stopped (or the dashboard left before the stop was acknowledged)
     return [
-        f"{name} stopped at epoch {done}/{total}, step {history.step:,}; checkpoint in {where}",
+        f"{name} stopped at epoch {done}/{total}, step {steps:,}; checkpoint in {where}",
         f"  continue:         cosinetui resume {where}",
     ]

@@ -20,6 +20,8 @@ DOMAIN = [
     "cosinetui.session",
     "cosinetui.headless",
     "cosinetui.demos",
+    "cosinetui.system_sampler",
+    "cosinetui.leaving",
 ]
 
 
