@@ -193,16 +193,19 @@ def _defaults(opts: dict) -> dict:
 
 def _guard(debug: bool, action) -> None:  # noqa: ANN001
     """Run ``action``; known errors become one clear line (a traceback only with --debug)."""
-    from cosinetui.experiment import ExperimentError
     from cosinetui.store import RunDirError
 
     try:
         code = action()
-    except (ExperimentError, RunDirError, ValueError) as exc:
-        if debug:
+    except Exception as exc:
+        # The dashboard's process never imports torch, which comes with cosinetui.experiment:
+        # an ExperimentError can only have been raised where that module was loaded.
+        experiment = sys.modules.get("cosinetui.experiment")
+        known = (RunDirError, ValueError, *([experiment.ExperimentError] if experiment else []))
+        if debug or not isinstance(exc, known):
             raise
         hint = "" if debug else " (--debug shows the traceback)"
-        _fail(f"{exc}{hint if isinstance(exc, ExperimentError) and exc.__cause__ else ''}")
+        _fail(f"{exc}{hint if not isinstance(exc, (RunDirError, ValueError)) and exc.__cause__ else ''}")
     sys.exit(code or 0)
 
 

@@ -14,15 +14,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cosinetui import store
-from cosinetui.device import pick_device
 from cosinetui.events import Event, Failed, Finished, Stop
-from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
 from cosinetui.headless import Printer
-from cosinetui.session import DETACHED, TrainerSession
-from cosinetui.trainer import TrainerOptions
+from cosinetui.session import DETACHED
+from cosinetui.trainer_child import announce_ready
+
+if TYPE_CHECKING:  # torch comes with these: the dashboard's process never imports them
+    from cosinetui.experiment import Experiment
+    from cosinetui.session import TrainerSession
 
 OUTPUT_LOG = "output.log"
 
@@ -32,6 +34,8 @@ def _say(message: str) -> None:
 
 
 def build_experiment(config: dict[str, Any]) -> Experiment:
+    from cosinetui.experiment import ExperimentError, load_experiment, seed_everything
+
     seed = config["overrides"].get("seed")
     seed = 0 if seed is None else seed
     if config["target"]:
@@ -50,6 +54,8 @@ def build_experiment(config: dict[str, Any]) -> Experiment:
 
 
 def check_device(device: str) -> None:
+    from cosinetui.device import pick_device
+
     try:
         dev = pick_device(device)
     except RuntimeError as exc:
@@ -83,29 +89,44 @@ def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
     return store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
 
 
-def finished_epochs(path: Path) -> int:
-    """Epochs the run directory's checkpoint holds (0 when it cannot be read)."""
-    from cosinetui.checkpoint import load_checkpoint
-
+def completed_epochs(path: Path) -> int | None:
+    """The epochs of a run whose log ends with its completion, else None (read from the
+    metrics log: no torch, no checkpoint load)."""
     try:
-        epoch = load_checkpoint(path / store.CHECKPOINT).get("epoch", 0)
-    except Exception:  # noqa: BLE001 - prepare_dir already reported an unreadable one
-        return 0
-    return epoch if isinstance(epoch, int) else 0
+        events = store.read_log(path).events
+    except store.RunDirError:
+        return None
+    last = events[-1] if events else None
+    if isinstance(last, Finished) and last.reason == "completed":
+        return last.epoch
+    return None
+
+
+def _say_if_complete(path: Path, epochs: int | None) -> bool:
+    """On resume: say so, and how to extend it, when the run already trained all its epochs
+    (``epochs``: the total asked for now, None when the experiment's own)."""
+    done = completed_epochs(path)
+    if done is None or (epochs is not None and epochs > done):
+        return False
+    _say(
+        f"{path}: the run is complete ({done} of {done} epochs); nothing to resume.\n"
+        f"  train further:   cosinetui resume {path} --epochs {done + max(done // 2, 1)}\n"
+        f"  open the record: cosinetui show {path}"
+    )
+    return True
 
 
 def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
     """Run an experiment as the options say; returns the process exit status."""
+    headless = opts["headless"] or not sys.stdout.isatty()
+    if not headless and not opts.get("detach"):
+        # The dashboard first, torch never: the trainer child loads the experiment.
+        return run_with_dashboard(config, run_dir, opts, resume)
     exp = build_experiment(config)
     device = opts["device"] or config.get("device") or "auto"
     check_device(device)
     path = prepare_dir(exp, run_dir, resume)
-    if resume and finished_epochs(path) >= exp.epochs:
-        _say(
-            f"{path}: the run is complete ({exp.epochs} of {exp.epochs} epochs); nothing to resume.\n"
-            f"  train further:  cosinetui resume {path} --epochs {exp.epochs + max(exp.epochs // 2, 1)}\n"
-            f"  open the record: cosinetui show {path}"
-        )
+    if resume and _say_if_complete(path, exp.epochs):
         return 0
     # Options not given now fall back to what the run was started with (resume).
     # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
@@ -119,8 +140,7 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every")}
     # Written again on resume: it records a new --epochs and the settings now in force.
     store.write_config(path, {**config, **settings, "device": device})
-    headless = opts["headless"] or not sys.stdout.isatty()
-    if opts.get("detach") or not headless:
+    if opts.get("detach"):
         # The experiment was loaded here only to report its errors at once; the trainer
         # process loads its own. Drop this copy (its data may be large) before waiting.
         del exp
@@ -133,8 +153,9 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         print(f"  watch and steer:  cosinetui attach {path}")
         print(f"  output:           {path / OUTPUT_LOG}")
         return 0
-    if not headless:
-        return run_with_dashboard(path, opts, resume)
+    from cosinetui.session import TrainerSession
+    from cosinetui.trainer import TrainerOptions
+
     options = TrainerOptions(
         run_dir=path,
         device=device,
@@ -155,6 +176,7 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     # The machine's figures for attached dashboards, from a thread of its own: never through
     # the training loop, the metrics log or the headless lines.
     sampler = start_sampler(server.publish, session.trainer.device)
+    announce_ready(path, path / OUTPUT_LOG)  # a dashboard that started this process attaches
     try:
         return run_headless(session, path)
     finally:
@@ -179,46 +201,75 @@ def start_sampler(publish: Any, device: Any) -> Any:
     return sampler
 
 
-def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:
-    """The dashboard in this process, the trainer in a child process attached over the run's
-    control socket.
+def provisional_name(config: dict[str, Any]) -> str:
+    """The run's name before the experiment is loaded: --name, the file's or module's name."""
+    name = config["overrides"].get("name")
+    if name:
+        return name
+    target = config.get("target")
+    if not target:
+        return "built-in demo"
+    if target.endswith(".py") or "/" in target:
+        return Path(target).stem
+    return target.split(":", 1)[0].rsplit(".", 1)[-1]
+
+
+def run_with_dashboard(
+    config: dict[str, Any], run_dir: str | None, opts: dict[str, Any], resume: bool
+) -> int:
+    """The dashboard in this process, at once, and the trainer in a child process that loads
+    the experiment and serves the run's control socket; the dashboard attaches when it is up.
 
     Two processes, not two threads: a UI thread competes with the training loop for Python's
     interpreter lock and measurably slows it (docs/performance.md), a separate process does
     not. It also makes a dropped connection harmless: the child, in a session of its own,
-    never sees the terminal's SIGHUP and trains on, ready for `cosinetui attach`.
+    never sees the terminal's SIGHUP and trains on, ready for `cosinetui attach`. And this
+    process never imports torch, so the first frame comes in well under a second.
     """
-    from cosinetui.remote import AttachedSession, AttachError
+    if resume and run_dir and _say_if_complete(Path(run_dir), config["overrides"].get("epochs")):
+        return 0
+    from cosinetui.trainer_child import TrainerChild
     from cosinetui.ui.app import run_dashboard
 
-    try:
-        child = spawn_trainer(path, opts, resume)
-    except KeyboardInterrupt:
-        _say("interrupted while starting; the trainer stops with a checkpoint")
-        return 130
-    if isinstance(child, int):
-        return child
-    session = AttachedSession(path)
-    session.owns_run = True  # we started it: quitting stops it unless the user detaches
+    session = TrainerChild(trainer_argv(opts, resume), run_name=provisional_name(config))
     try:
         session.start()
-    except (AttachError, KeyboardInterrupt) as exc:
-        child.terminate()  # SIGTERM: the trainer stops after its batch, with a checkpoint
-        _say(f"could not open the dashboard ({exc or 'interrupted'}); the trainer was stopped")
-        return 1
-    try:
         code = run_dashboard(session, mouse=not opts["no_mouse"])
+    except KeyboardInterrupt:
+        _say("interrupted while starting; the trainer stops with a checkpoint")
+        if session.child is not None:
+            session.child.terminate()
+        return 130
     finally:
         session.close()
+    if session.error is not None:
+        if session.exit_status == 0:  # it had nothing to train; its output says why
+            if session.output:
+                _say(session.output)
+            return 0
+        _say(f"cosinetui: {session.error}" if session.error else "")
+        return 2 if session.exit_status == 2 else 1
     if code == DETACHED:
-        print(f"detached; training goes on in the background (pid {child.pid})")
-        print(f"  watch and steer:  cosinetui attach {path}")
         return 0
     try:
-        child.wait(timeout=60)  # it ends right after its Finished event
+        if session.child is not None:
+            session.child.wait(timeout=60)  # it ends right after its Finished event
     except subprocess.TimeoutExpired:
-        _say(f"the trainer (pid {child.pid}) is still writing; it will finish in the background")
+        _say(f"the trainer (pid {session.pid}) is still writing; it will finish in the background")
     return code
+
+
+def trainer_argv(opts: dict[str, Any], resume: bool, run_dir: Path | None = None) -> list[str]:
+    """This command's arguments again, for a headless trainer child."""
+    argv = [a for a in sys.argv[1:] if a != "--detach"]
+    if not argv or argv[0] not in ("run", "resume"):
+        argv = ["run", *argv]
+    argv += ["--headless"]
+    if run_dir is not None and not resume and "--run-dir" not in argv:
+        argv += ["--run-dir", str(run_dir)]
+    if not opts.get("on_nan"):
+        argv += ["--on-nan", "pause"]  # someone can attach and resume
+    return argv
 
 
 def run_headless(session: TrainerSession, path: Path) -> int:
@@ -261,14 +312,7 @@ def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.
     output.log; return it once its control socket answers, or the exit status if it failed."""
     from cosinetui.remote import is_live
 
-    argv = [a for a in sys.argv[1:] if a != "--detach"]
-    if not argv or argv[0] not in ("run", "resume"):
-        argv = ["run", *argv]
-    argv += ["--headless"]
-    if not resume and "--run-dir" not in argv:
-        argv += ["--run-dir", str(path)]
-    if not opts.get("on_nan"):
-        argv += ["--on-nan", "pause"]  # someone can attach and resume
+    argv = trainer_argv(opts, resume, path)
     log = path / OUTPUT_LOG
     with open(log, "ab") as out:
         os.chmod(log, 0o600)

@@ -2,10 +2,12 @@
 
     cosinetui run demos/lr_too_high.py
 
-What you should see: the loss drops in epoch 1, then jumps back up and sticks at 1.61 (ln 5,
-chance level for 5 classes: the network has died) while the cosine brings the LR down too late
-to help. A "divergence" warning appears in epoch 3 with the evidence, offering to halve the LR.
-At 0.8 the same run produces NaN losses within the first epoch (try `--lr 0.8`).
+What you should see: the loss drops over the first epochs, then jumps back up and stays above
+its best for several epochs while the cosine brings the LR down. A "divergence" warning appears
+by epoch 5 with the evidence, offering to halve the LR (press h). The loss recovers only late,
+once the schedule itself has lowered the LR. (The exact epoch depends on the machine and on
+torch's thread count: a run this unstable amplifies rounding differences.) At 0.8 the same run
+produces NaN losses within the first epoch (try `--lr 0.8`).
 """
 
 from torch.utils.data import DataLoader

@@ -66,3 +66,34 @@ def test_healthy_builtin_demo_raises_nothing(tmp_path: Path) -> None:
 def test_warm_restarts_demo_raises_nothing(tmp_path: Path) -> None:
     alerts = train(load("warm_restarts", epochs=12), tmp_path)
     assert alerts == [], format_alerts(alerts)
+
+
+def test_lr_too_high_demo_keeps_its_promise_as_the_cli_runs_it(tmp_path: Path) -> None:
+    # The demo's own settings (the CLI's seed 0, its 12 epochs, hence its schedule), stopped
+    # as soon as the promised epoch is past: its docstring's epoch is the one tested.
+    import re
+
+    promised = int(re.search(r"appears\s+by\s+epoch (\d+)", _doc("lr_too_high")).group(1))
+    exp = load("lr_too_high")
+    trainer: Trainer
+
+    def stop_when_seen(event: object) -> None:
+        from cosinetui.events import EpochEnd, Stop
+
+        if (isinstance(event, Alert) and event.kind == "divergence") or (
+            isinstance(event, EpochEnd) and event.epoch >= promised
+        ):
+            trainer.send(Stop("seen"))
+
+    trainer = Trainer(exp, TrainerOptions(run_dir=tmp_path / "run", device="cpu"), [stop_when_seen])
+    trainer.run()
+    alerts = list(trainer.history.alerts.values())
+    found = [a for a in alerts if a.kind == "divergence"]
+    assert found and found[0].epoch <= promised, format_alerts(alerts)
+    assert found[0].action == HALVE_LR
+
+
+def _doc(name: str) -> str:
+    import ast
+
+    return ast.get_docstring(ast.parse((DEMOS / f"{name}.py").read_text())) or ""
