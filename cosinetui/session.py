@@ -1,7 +1,9 @@
 """A live run seen from outside: events come out, commands go in.
 
 The UI and the headless printer talk only to a ``Session``; they never touch the trainer's
-objects. ``TrainerSession`` runs a trainer in a thread of this process; ``ReplaySession``
+objects. ``TrainerSession`` runs a trainer in this process (headless runs train in the main
+thread; a thread of its own is for tests), ``trainer_child.TrainerChild`` and
+``remote.AttachedSession`` reach a trainer in another process; ``ReplaySession``
 serves the recorded events of a run (``cosinetui show`` and deterministic UI tests).
 """
 

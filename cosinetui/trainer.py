@@ -1,5 +1,6 @@
-"""The training loop. It runs in a worker thread, emits events and applies commands between
-batches. Read ``_run`` top to bottom for the whole story.
+"""The training loop. It runs in the main thread of its own process (under the dashboard, a
+child process: a thread beside the UI would share the interpreter lock and train slower), emits
+events and applies commands between batches. Read ``_run`` top to bottom for the whole story.
 
 Host syncs: on CUDA and MPS, batch losses stay on the device and are copied to the host once
 per chunk (about ten times a second), never per batch. On the CPU, where reading a value
@@ -71,7 +72,7 @@ class _StopTraining(Exception):
 
 
 class Trainer:
-    """Trains ``experiment``; ``listeners`` receive every event (from the trainer thread).
+    """Trains ``experiment``; ``listeners`` receive every event (from the training thread).
 
     Every event is also appended to the run's metrics log, which is flushed at each epoch end
     and after each command, so the log and the live consumers see the same stream.

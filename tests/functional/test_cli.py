@@ -277,3 +277,17 @@ def test_resume_can_set_checkpoint_every_to_zero(tmp_path):
     events = store.read_log(tmp_path / "r").events
     resumed = events[max(i for i, e in enumerate(events) if e.type == "run_started"):]
     assert [e.reason for e in resumed if e.type == "checkpoint"] == ["finished"]
+
+
+def test_resuming_a_complete_run_says_so_and_how_to_extend_it(tmp_path):
+    run = tmp_path / "r"
+    assert cli("run", TINY, "--epochs", "2", "--run-dir", str(run), "--headless").returncode == 0
+    lines = (run / store.METRICS).read_text().count("\n")
+    out = cli("resume", str(run), "--headless")
+    assert out.returncode == 0, out.stderr
+    assert "the run is complete (2 of 2 epochs)" in out.stderr
+    assert f"cosinetui resume {run} --epochs 3" in out.stderr
+    assert "resumed" not in out.stdout  # nothing trained, nothing appended
+    assert (run / store.METRICS).read_text().count("\n") == lines
+    more = cli("resume", str(run), "--epochs", "3", "--headless")
+    assert more.returncode == 0 and "epoch    3" in more.stdout

@@ -178,3 +178,18 @@ def test_no_mouse_leaves_the_mouse_to_the_terminal(tmux, tmp_path, flag, expecte
     tmux.wait_for("finished")
     # tmux knows whether the program asked the terminal for mouse reports.
     assert tmux.tmux("display-message", "-p", "-t", "t", "#{mouse_any_flag}").strip() == expected
+
+
+def test_the_dashboard_shows_while_the_experiment_loads_and_shows_its_failure(tmux, tmp_path):
+    """The first frame does not wait for torch or the experiment; an experiment that cannot
+    start fails inside the dashboard, and its error is printed again on the way out."""
+    slow = tmp_path / "slow_bad.py"
+    slow.write_text("import time\ntime.sleep(4)\nraise RuntimeError('no data here')\n")
+    tmux.start(f"{cosinetui_command()} run {slow}")
+    screen = tmux.wait_for("slow_bad", timeout=30)  # the file's name until the run names itself
+    assert "starting…" in screen
+    assert "q quit" in tmux.wait_for("q quit")
+    tmux.wait_for("failed", timeout=60)
+    tmux.keys("q")
+    screen = tmux.wait_for("EXIT=2")
+    assert "no data here" in screen
