@@ -153,7 +153,7 @@ class CosineApp(App[int]):
     def on_mount(self) -> None:
         # Markers as well as colours, so the series stay apart without colour (NO_COLOR).
         self.loss_plot.border_title = "loss [$accent]⣀[/] train [#ff8700]•[/] val [dim]·[/] batch"
-        self.lr_plot.border_title = "LR [green]⣀[/] used [dim]┄[/] plan [yellow]●[/] now"
+        self.lr_plot.border_title = "LR [green]⣀[/] used [dim]•[/] plan [yellow]●[/] now"
         self.epoch_table.border_title = "epochs"
         self.alerts_panel.border_title = "warnings"
         self.system_panel.border_title = "system"

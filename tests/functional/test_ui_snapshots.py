@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
+from cosinetui.events import SystemSample
 from cosinetui.ui.app import CosineApp
 from tests.functional.conftest_ui import ScriptedSession, scripted_events
 
+GPU = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "mem_used": 23 << 30,
+       "mem_total": 80 << 30, "util": 87, "temp": 64}
+
 
 def dashboard() -> CosineApp:
-    return CosineApp(ScriptedSession(scripted_events()))
+    sample = SystemSample(0.0, 104.0, 5 << 30, (GPU,), 19 << 30)
+    return CosineApp(ScriptedSession([*scripted_events(), sample]))
 
 
 async def settle(pilot) -> None:
@@ -60,3 +65,22 @@ def test_quit_dialog_80x24(snap_compare):
         await pilot.pause()
 
     assert snap_compare(dashboard(), terminal_size=(80, 24), run_before=quit_dialog)
+
+
+def test_help_screen_80x24(snap_compare):
+    async def help_screen(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(dashboard(), terminal_size=(80, 24), run_before=help_screen)
+
+
+def test_schedule_form_warning_of_a_raised_lr(snap_compare):
+    async def raise_lr(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("a")
+        pilot.app.screen.query_one("#reanneal-factor", Input).value = "10"
+        await pilot.pause()
+
+    assert snap_compare(dashboard(), terminal_size=(80, 24), run_before=raise_lr)

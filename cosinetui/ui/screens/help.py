@@ -11,68 +11,63 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 # (area, [(keys, what they do)]): the keys of the app's bindings, grouped as a user looks
-# for them. A test checks that every binding of the app appears here.
+# for them. A test checks that every binding of the app appears here. A fix key works while a
+# warning shows it; a schedule fix opens the form prefilled.
 AREAS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "Run control",
         [
-            ("space, p", "pause at the next batch boundary / resume"),
+            ("space, p", "pause at the next batch / resume"),
             ("s", "save a checkpoint now"),
-            ("d", "detach: leave the dashboard, the run trains on"),
-            ("q, Ctrl+C, Ctrl+Q", "quit: stop with a checkpoint (y), detach (d) or cancel"),
+            ("d", "detach: the run trains on without you"),
+            ("q, Ctrl+C, Ctrl+Q", "quit: stop (y), detach (d) or cancel"),
         ],
     ),
     (
         "Schedule",
         [
-            ("a", "adjust the schedule (reanneal, retime, restart) with a preview"),
-            ("r", "warm restart: back to the peak LR; asks first"),
+            ("a", "adjust: reanneal, retime, restart"),
+            ("r", "warm restart to the peak (asks first)"),
         ],
     ),
-    (
-        "Plots",
-        [("l", "loss plot: log10 of the losses")],
-    ),
+    ("Plots", [("l", "log10 of the losses")]),
     (
         "Epoch table",
         [
-            ("Tab", "move the focus between the table and the warnings"),
-            ("↑ ↓ PgUp PgDn Home", "scroll (stops following the newest epoch)"),
-            ("End", "back to the newest epoch, following again"),
+            ("Tab", "focus the table, then the warnings"),
+            ("↑ ↓ PgUp PgDn Home", "scroll; the table stops following"),
+            ("End", "back to the newest epoch, following"),
         ],
     ),
     (
         "Warnings' fixes",
         [
-            ("h", "lower the LR (reanneal with a factor below 1)"),
+            ("h", "lower the LR (reanneal, factor < 1)"),
             ("n", "anneal to the floor now"),
             ("e", "retime the schedule"),
             ("w", "warm restart"),
             ("c", "save a checkpoint"),
-            ("", "a fix key works while a warning shows it; schedule fixes open the form"),
         ],
     ),
     (
         "Anywhere",
         [
-            ("?, F1", "this help"),
-            ("Ctrl+P", "command palette: every action, themes, a screenshot"),
-            ("Escape", "close a dialog or this help"),
+            ("?, F1", "this help (Escape closes it)"),
+            ("Ctrl+P", "palette: actions, theme, screenshot"),
         ],
     ),
 ]
 
 
 def help_table() -> Table:
-    table = Table.grid(padding=(0, 2))
+    """One row per key, the area named on its first row: fits 80x24 without scrolling."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    for i, (area, rows) in enumerate(AREAS):
-        if i:
-            table.add_row("", "")
-        table.add_row(Text(area, style="bold underline"), "")
-        for keys, what in rows:
-            table.add_row(keys, what)
+    for area, rows in AREAS:
+        for i, (keys, what) in enumerate(rows):
+            table.add_row(Text(area, style="bold") if i == 0 else "", keys, what)
     return table
 
 
