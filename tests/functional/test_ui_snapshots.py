@@ -88,6 +88,7 @@ def test_schedule_form_warning_of_a_raised_lr(snap_compare):
         await settle(pilot)
         await pilot.press("a")
         pilot.app.screen.query_one("#reanneal-factor", Input).value = "10"
+        await still_cursor(pilot)
         await pilot.pause()
 
     assert snap_compare(dashboard(), terminal_size=(80, 24), run_before=raise_lr)
