@@ -26,6 +26,11 @@ def leaving_lines(
     """
     where = run_dir or (history.run.run_dir if history.run else None)
     if not where:
+        if running and pid and history.end is None:  # left before the trainer was up
+            return [
+                f"the run is still starting in the background (pid {pid})",
+                "  find it with:     cosinetui ls",
+            ]
         return []
     name = history.run.run_name if history.run else where
     done, total = history.epochs_done, history.total_epochs

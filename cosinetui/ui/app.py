@@ -544,7 +544,14 @@ def run_dashboard(session: Session, *, mouse: bool = True) -> int:
             app.history.extend(e for e in session.drain() if not isinstance(e, SystemSample))
     if not session.read_only:
         running = app.detached or not app.owns_run
-        for line in leaving_lines(app.history, running=running, pid=getattr(session, "pid", None)):
+        run_dir = getattr(session, "run_dir", None)
+        lines = leaving_lines(
+            app.history,
+            running=running,
+            pid=getattr(session, "pid", None),
+            run_dir=str(run_dir) if run_dir else None,
+        )
+        for line in lines:
             print(line, flush=True)
     if app.detached:
         return DETACHED

@@ -40,3 +40,8 @@ def test_failed_run_says_why_and_resumes_only_from_a_checkpoint():
 
 def test_nothing_to_say_without_a_run():
     assert leaving_lines(History(), running=False) == []
+
+
+def test_leaving_before_the_trainer_is_up_says_how_to_find_the_run():
+    lines = leaving_lines(History(), running=True, pid=7)
+    assert "pid 7" in lines[0] and "cosinetui ls" in lines[1]

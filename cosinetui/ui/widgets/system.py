@@ -67,11 +67,21 @@ class SystemBrief(Label):
     """
 
     def show(self, sample: SystemSample | None) -> None:
-        self.update(brief(sample)[: BRIEF_WIDTH - 1], layout=False)
+        text = brief(sample)[: BRIEF_WIDTH - 1]
+        if text != str(self.content):
+            self.update(text, layout=False)
 
 
 class SystemPanel(Static):
     """The panel: a line per GPU, the run's peak allocated memory, the trainer's CPU and RSS."""
 
+    _lines: list[str] | None = None
+
     def show(self, sample: SystemSample | None) -> None:
-        self.update("\n".join(panel_lines(sample)))
+        lines = panel_lines(sample)
+        if lines == self._lines:
+            return
+        # A new sample changes numbers, not the line count: repaint without a layout pass.
+        relayout = self._lines is None or len(lines) != len(self._lines)
+        self._lines = lines
+        self.update("\n".join(lines), layout=relayout)
