@@ -5,7 +5,10 @@ For a small (launch-bound) and a mid-size MLP, with the data already on the GPU:
   bare     an ordinary loop: SGD with momentum, CosineAnnealingLR per epoch, the epoch's loss
            summed on the device and read with .item() once per epoch;
   trainer  cosinetui's Trainer in its session thread, no UI (as `cosinetui run --headless`),
-           samples/s from its EpochEnd events.
+           samples/s from its EpochEnd events;
+  sampler  the same with the system sampler's thread running (NVML and psutil once a second,
+           as the trainer process of `cosinetui run` has it): sampler/trainer should be 1
+           within the noise.
 
 They alternate, --reps rounds, first epoch of each run left out; the ratio is trainer/bare.
 
@@ -72,25 +75,38 @@ def bare(name: str, device: str, epochs: int) -> float:
     return bare_rate(build(name, device, epochs), epochs, device)
 
 
-def trainer_run(name: str, device: str, epochs: int, amp: bool = False, in_thread: bool = True):
+def trainer_run(name: str, device: str, epochs: int, amp: bool = False, in_thread: bool = True,
+                sampler: bool = False):
     from cosinetui.session import TrainerSession
+    from cosinetui.system_sampler import SystemSampler, torch_peak_allocated
     from cosinetui.trainer import TrainerOptions
 
     run_dir = Path(tempfile.mkdtemp(prefix="ctgpu"))
+    monitor = None
     try:
         options = TrainerOptions(run_dir=run_dir, device=device, amp=amp, on_nan="stop", checkpoint_every=0)
         session = TrainerSession(build(name, device, epochs), options)
+        if sampler:
+            dev = session.trainer.device
+            monitor = SystemSampler(lambda s: None, cuda=dev.type == "cuda",
+                                    peak_allocated=torch_peak_allocated(dev))
+            monitor.start()
         if in_thread:
             session.start()
             session.wait()
         else:
             session.trainer.run()
+        if monitor is not None:
+            monitor.close()
+            assert monitor.samples > 0 or epochs < 2, "the sampler never sampled"
         history = session.trainer.history
         assert history.state == "finished", (history.state, history.end)
         later = [e for e in history.epochs if e.epoch > 1]
         rate = sum(e.samples_per_s * e.seconds for e in later) / sum(e.seconds for e in later)
         return rate, history
     finally:
+        if monitor is not None:
+            monitor.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -167,16 +183,20 @@ def main() -> int:
     failed = False
     for model in MODELS:
         bare(model, device, 2)  # warm-up: kernels, allocator, cuBLAS handles
-        pairs = []
+        pairs, sampled = [], []
         for _ in range(args.reps):
             a = bare(model, device, args.epochs)
             b, _ = trainer_run(model, device, args.epochs)
+            c, _ = trainer_run(model, device, args.epochs, sampler=True)
             pairs.append((a, b))
+            sampled.append(c / b)
         ratio = statistics.median(b / a for a, b in pairs)
         ms = MODELS[model][2] / statistics.median(a for a, _ in pairs) * 1e3
         print(f"{model}: {ms:.3f} ms/batch bare; samples/s bare {statistics.median(a for a, _ in pairs):,.0f}"
               f" trainer {statistics.median(b for _, b in pairs):,.0f}; trainer/bare {ratio:.3f}"
               f" (rounds: {', '.join(f'{b / a:.3f}' for a, b in pairs)})")
+        print(f"  with the system sampler: sampler/trainer {statistics.median(sampled):.3f}"
+              f" (rounds: {', '.join(f'{r:.3f}' for r in sampled)})")
         for amp in (False, True) if args.amp and device == "cuda" else (False,):
             batches, warned, calls, detail = count_syncs(model, device, amp)
             per_batch = max(warned, calls) / batches
