@@ -3,7 +3,7 @@
 Within an epoch only the tail of the batch loss and the end of the used LR line grow, a
 fraction of a column per chunk. Redrawing them once a second still reads as live, and bounds
 the plots (10 to 25 ms a rebuild each) to a few percent of the UI thread instead of a rebuild
-on every 8 Hz poll that brings a chunk. What changes the picture at once (a new run, an epoch
+on every poll that brings a chunk. What changes the picture at once (a new run, an epoch
 end, a schedule change, pause or resume, the end of the run) is drawn by the poll that brings it.
 
 When both pictures changed (an epoch end, typically), one plot is rebuilt on this poll and
