@@ -77,8 +77,10 @@ class ReplaySession:
 
     def __init__(self, events: Iterable[Event]) -> None:
         self._events = EventQueue()
+        self.backlog = 0  # events recorded before the dashboard opened: shown, not announced
         for event in events:
             self._events.put(event)
+            self.backlog += 1
         self._ended = threading.Event()
         self._ended.set()
 

@@ -39,6 +39,7 @@ from cosinetui.history import History
 from cosinetui.leaving import leaving_lines
 from cosinetui.session import DETACHED, Session
 from cosinetui.ui import hangup, schedule_view, settings
+from cosinetui.ui.announcements import Announcer
 from cosinetui.ui.messages import FixRequested
 from cosinetui.ui.plot_pacing import PLOT_SECONDS, Milestones, PlotPacer
 from cosinetui.ui.screens.adjust import ScheduleForm
@@ -115,10 +116,7 @@ class CosineApp(App[int]):
         self._froze = False  # whether this app froze the startup heap (see on_mount)
         self.clock: Callable[[], float] = time.monotonic  # paces the plots; tests replace it
         self._drained = 0  # events drained so far (for the session's backlog)
-        self._refusals_seen = 0
-        self._changes_seen = 0
-        self._checkpoint_seen: Any = None
-        self._end_seen: Any = None
+        self.announcer = Announcer()
         self._theme_loaded = False
 
     # ------------------------------------------------------------------ layout
@@ -228,7 +226,7 @@ class CosineApp(App[int]):
             self._drained += len(events)
             if old:
                 history.extend(events[:old])
-                self._mark_announced()
+                self.announcer.mark_seen(history)
             history.extend(events[old:])
             self._announce()
         note = "stopping…" if self.stopping and history.end is None else ""
@@ -284,38 +282,9 @@ class CosineApp(App[int]):
         self._polled.clear()
         await self._polled.wait()
 
-    def _mark_announced(self) -> None:
-        """Take what the history holds now as already announced."""
-        history = self.history
-        self._refusals_seen = len(history.refusals)
-        self._changes_seen = len(history.schedule_changes)
-        self._checkpoint_seen = history.last_checkpoint
-        self._end_seen = history.end
-
     def _announce(self) -> None:
-        """Toasts for acknowledgements (a schedule change, a refused command, a checkpoint)
-        and for a failure."""
-        history = self.history
-        end = history.end
-        if end is not None and end is not self._end_seen:
-            self._end_seen = end
-            if history.state == "failed":
-                self.notify(getattr(end, "error", ""), title="the run failed", severity="error", timeout=30)
-        for refusal in history.refusals[self._refusals_seen :]:
-            what = refusal.command.get("op") or refusal.command.get("type", "command")
-            self.notify(refusal.reason, title=f"{what} refused", severity="error", timeout=8)
-        self._refusals_seen = len(history.refusals)
-        for change in history.schedule_changes[self._changes_seen :]:
-            if self._changes_seen or not self.session.read_only:
-                self.notify(f"{change.op} at step {change.step}", title="schedule changed")
-        self._changes_seen = len(history.schedule_changes)
-        checkpoint = history.last_checkpoint
-        if checkpoint is not None and checkpoint is not self._checkpoint_seen:
-            self._checkpoint_seen = checkpoint
-            if checkpoint.reason == "user":
-                self.notify(
-                    f"epoch {checkpoint.epoch}: {checkpoint.path}", title="checkpoint saved"
-                )
+        for toast in self.announcer.news(self.history):
+            self.notify(toast.message, title=toast.title, severity=toast.severity, timeout=toast.timeout)
 
     async def wait_until(self, predicate: Callable[[History], bool], timeout: float = 30.0) -> None:
         """Wait (without blocking the app) until the history satisfies ``predicate``."""

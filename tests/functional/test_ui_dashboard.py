@@ -247,7 +247,7 @@ async def test_form_preview_and_apply_sends_the_command():
         form = app.screen
         form.query_one("#reanneal-steps", Input).value = "4"
         await pilot.pause()
-        old, new, now, _ = form.query_one("#preview")._data
+        old, new, now, _, _ = form.query_one("#preview")._data
         assert now == 12
         assert new.ys[0] == pytest.approx(old.ys[0]) and new.ys[-1] == pytest.approx(1e-3)
         assert new.xs[new.ys.index(min(new.ys))] <= 16  # reaches the floor 4 epochs from now
