@@ -248,16 +248,18 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
 @click.option("--root", default="runs", show_default=True, help="Directory holding the runs.")
 def list_runs(root: str) -> None:
     """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val."""
-    from cosinetui.remote import is_live
-    from cosinetui.runs import format_table, run_dirs, summarise
+    from cosinetui.runs import format_table, is_running, run_dirs, summarise
     from cosinetui.store import RunDirError
 
     rows = []
-    for d in run_dirs(root):
+    unreadable: list[str] = []
+    for d in run_dirs(root, unreadable):
         try:
-            rows.append(summarise(d, live=is_live(d, timeout=0.2)))
+            rows.append(summarise(d, live=is_running(d)))
         except RunDirError as exc:
             click.echo(f"warning: {exc}", err=True)
+    for what in unreadable:
+        click.echo(f"warning: {what}; skipped", err=True)
     if not rows:
         click.echo(f"no runs under {root}/")
         return

@@ -9,6 +9,7 @@ Layout (docs/run-format.md)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -265,7 +266,10 @@ class LogRead:
 def metrics_path(path: str | os.PathLike[str]) -> Path:
     """A run directory or a metrics file -> the metrics file."""
     p = Path(path)
-    return p / METRICS if p.is_dir() else p
+    try:
+        return p / METRICS if p.is_dir() else p
+    except PermissionError:
+        raise RunDirError(f"{path}: not readable (permission denied)") from None
 
 
 def read_log(path: str | os.PathLike[str]) -> LogRead:
@@ -299,10 +303,9 @@ def read_log(path: str | os.PathLike[str]) -> LogRead:
                     continue
                 event, why = parse_line(line)
                 if event is not None:
-                    why = bounds.check(event)
-                    if not why:
+                    event, why = bounds.check(event)
+                    if event is not None:
                         out.events.append(event)
-                        continue
                 if why:
                     why = "truncated last line (the run stopped mid-write)" if not ended else why
                     out.problems.append(f"{p}:{number}: skipped: {why}")
@@ -338,8 +341,18 @@ class LogBounds:
         self.losses = 0  # losses actually recorded
         self.padding = 0  # steps filled with NaN for gaps so far
 
-    def check(self, event: Event) -> str:
-        """"" when ``event`` may be used (and is taken into account), else why not."""
+    def check(self, event: Event) -> tuple[Event | None, str]:
+        """(the event to use, or None to skip it; "" or what was wrong with it). A run_started
+        whose schedule is unusable is kept without it (the run's other facts stay known)."""
+        kind = event.type
+        if kind == "run_started":
+            why = _check_schedule(event.schedule)  # type: ignore[union-attr]
+            if why:
+                event = dataclasses.replace(event, schedule=None)  # type: ignore[arg-type]
+                return event, f"{why} (the record is used without its schedule)"
+        return (None, why) if (why := self._check(event)) else (event, "")
+
+    def _check(self, event: Event) -> str:
         kind = event.type
         if kind == "batches":
             first = event.first_step  # type: ignore[union-attr]
@@ -356,14 +369,12 @@ class LogBounds:
             self.padding += max(gap, 0)
             self.losses += len(event.losses)  # type: ignore[union-attr]
             self.steps = first + len(event.losses)  # type: ignore[union-attr]
-        elif kind in ("run_started", "schedule"):
-            why = _check_schedule(event.schedule)  # type: ignore[union-attr]
-            if why:
-                return why
-            if kind == "run_started":
-                if event.global_step < 0 or event.start_epoch < 0:  # type: ignore[union-attr]
-                    return "negative global_step or start_epoch"
-                self.steps = min(self.steps, event.global_step)  # type: ignore[union-attr]
+        elif kind == "schedule":
+            return _check_schedule(event.schedule)  # type: ignore[union-attr]
+        elif kind == "run_started":
+            if event.global_step < 0 or event.start_epoch < 0:  # type: ignore[union-attr]
+                return "negative global_step or start_epoch"
+            self.steps = min(self.steps, event.global_step)  # type: ignore[union-attr]
         elif kind == "epoch" and event.epoch < 1:  # type: ignore[union-attr]
             return f"epoch {event.epoch} is not >= 1"  # type: ignore[union-attr]
         return ""
