@@ -84,7 +84,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     except FileNotFoundError:
         raise RunDirError(f"{path}: no checkpoint to resume from") from None
     except Exception as exc:  # unpickling refusals, truncation, wrong file type
-        raise RunDirError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]  # torch's run to many lines
+        raise RunDirError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT_VERSION:
         raise RunDirError(f"{path}: unknown checkpoint format {ck.get('format') if isinstance(ck, dict) else '?'}")
     why = _check(ck)
