@@ -26,11 +26,20 @@ as_root = pytest.mark.skipif(
 )
 
 
+def as_user(user: int | None) -> list[str]:
+    """A command prefix that runs as ``user`` (setpriv, from util-linux), or none for us."""
+    if user is None:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to act as another user")
+    return [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+
+
 def cli(*args: str, user: int | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    extra = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     return subprocess.run(
-        [sys.executable, "-m", "cosinetui", *args],
-        capture_output=True, text=True, timeout=120, cwd=cwd, **extra,
+        [*as_user(user), sys.executable, "-m", "cosinetui", *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd,
     )
 
 
@@ -295,8 +304,8 @@ def test_roots_ls_shows_another_users_live_run_as_live(shared_tree):
         "print('ready', flush=True); sys.stdin.read()"
     )
     server = subprocess.Popen(
-        [sys.executable, "-c", serve, str(run / "control.sock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, user=NOBODY, group=NOBODY, extra_groups=[],
+        [*as_user(NOBODY), sys.executable, "-c", serve, str(run / "control.sock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert server.stdout.readline().strip() == "ready"
