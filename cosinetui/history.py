@@ -41,6 +41,10 @@ class History:
         self.val_losses = array("d")
         self.losses = array("d")  # per global batch step
         self.lrs = array("d")
+        # Per-batch scalars by name (``grad_norm``, values a loop logs), indexed by global step
+        # like ``losses``; NaN where a batch did not record the name. An array may be shorter
+        # than ``losses`` when the latest batches did not record it.
+        self.scalars: dict[str, array] = {}
         self.epoch_in_progress = 0  # 1-based epoch of the latest batches
         self.batches_in_epoch = 0
         self.schedule: dict | None = None  # latest scheduler JSON state
@@ -105,6 +109,8 @@ class History:
         self._cut_epochs(epochs)
         del self.losses[steps:]
         del self.lrs[steps:]
+        for values in self.scalars.values():
+            del values[steps:]
         self.schedule_changes = [c for c in self.schedule_changes if c.step <= self._sched_step(steps)]
 
     def _sched_step(self, global_step: int) -> int:
@@ -123,6 +129,11 @@ class History:
             self.lrs.extend([math.nan] * gap)
         self.losses.extend(chunk.losses)
         self.lrs.extend(chunk.lrs)
+        for name, values in chunk.scalars.items():
+            series = self.scalars.setdefault(name, array("d"))
+            del series[start:]
+            series.extend([math.nan] * (start - len(series)))
+            series.extend(values)
         self.epoch_in_progress = chunk.epoch
         self.batches_in_epoch = chunk.batches_in_epoch
 
@@ -158,6 +169,10 @@ class History:
     def best_epoch(self) -> EpochEnd | None:
         scored = [e for e in self.epochs if e.val_loss is not None and math.isfinite(e.val_loss)]
         return min(scored, key=lambda e: e.val_loss) if scored else None  # type: ignore[arg-type,return-value]
+
+    def scalar(self, name: str) -> Sequence[float]:
+        """The per-batch values of scalar ``name`` (e.g. ``grad_norm``); empty if never recorded."""
+        return self.scalars.get(name, ())
 
     def current_epoch_losses(self) -> Sequence[float]:
         """Batch losses of the epoch in progress (empty right after an epoch ends)."""
