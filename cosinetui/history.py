@@ -52,6 +52,7 @@ class History:
         self.alerts: dict[str, Alert] = {}  # by episode key; insertion order = first raised
         self.refusals: list[CommandRefused] = []
         self.last_checkpoint: CheckpointWritten | None = None
+        self.best_weights: CheckpointWritten | None = None  # the latest best.pt written
         self.pause_reason = ""
         self.end: Finished | Failed | None = None
         # Bumped on every change; widgets compare it to skip redundant redraws.
@@ -95,7 +96,10 @@ class History:
             self.state = "running"
             self.pause_reason = ""
         elif isinstance(event, CheckpointWritten):
-            self.last_checkpoint = event
+            if event.reason == "best":
+                self.best_weights = event
+            else:
+                self.last_checkpoint = event
         elif isinstance(event, CommandRefused):
             self.refusals.append(event)
         elif isinstance(event, Finished):
@@ -107,6 +111,8 @@ class History:
 
     def _truncate(self, epochs: int, steps: int) -> None:
         self._cut_epochs(epochs)
+        if self.best_weights is not None and self.best_weights.epoch > epochs:
+            self.best_weights = None  # from an epoch trained again
         del self.losses[steps:]
         del self.lrs[steps:]
         for values in self.scalars.values():
@@ -183,6 +189,18 @@ class History:
     def active_alerts(self) -> list[Alert]:
         """Alerts, newest first."""
         return list(reversed(self.alerts.values()))
+
+
+def epoch_metrics(epoch: EpochEnd) -> dict[str, float]:
+    """An epoch's validation metrics, then its train-side scalars' means, by the names the
+    epoch table and headless lines show: a train-side name that a validation metric also
+    uses is shown as ``train_<name>``."""
+    if not epoch.train_metrics:
+        return epoch.metrics
+    out = dict(epoch.metrics)
+    for name, value in epoch.train_metrics.items():
+        out[f"train_{name}" if name in epoch.metrics else name] = value
+    return out
 
 
 @dataclass(frozen=True)

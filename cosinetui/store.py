@@ -22,6 +22,7 @@ from cosinetui.events import Event, from_json, to_json
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # the weights of the best val epoch
 
 
 class RunDirError(Exception):
