@@ -22,8 +22,14 @@ from typing import Any
 import torch
 
 from cosinetui import store
-from cosinetui.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, save_weights
-from cosinetui.device import batch_size, drop_grads_unless, pick_device, to_device
+from cosinetui.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+)
+from cosinetui.device import batch_size, pick_device, to_device
 from cosinetui.diagnostics import Monitor
 from cosinetui.events import (
     AdjustSchedule,
@@ -89,9 +95,6 @@ class Trainer:
         self.listeners = list(listeners or [])
         self.run_dir = Path(options.run_dir)
         self.device = pick_device(options.device)
-        # On the CPU each loss is read at once (a float read costs nothing there); elsewhere
-        # losses stay on the device until a chunk is flushed (no per-batch host sync).
-        self._on_host = self.device.type == "cpu"
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._paused = False
