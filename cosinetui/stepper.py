@@ -69,13 +69,15 @@ class Stepper:
         forward: Callable[[Any], Any],
         *,
         device: torch.device,
+        on_host: bool | None = None,
         amp_dtype: torch.dtype | None = None,
         scaler: Any = None,
         accumulate: int = 1,
         max_grad_norm: float | None = None,
     ) -> None:
         self.model, self.optimizer, self.forward = model, optimizer, forward
-        self.on_host = device.type == "cpu"
+        # Read values as floats at once (free on the CPU), or keep them on the device.
+        self.on_host = device.type == "cpu" if on_host is None else on_host
         self.device_type = device.type
         self.amp_dtype, self.scaler = amp_dtype, scaler
         self.accumulate, self.max_grad_norm = accumulate, max_grad_norm

@@ -1,9 +1,10 @@
 """The training loop. It runs in a worker thread, emits events and applies commands between
 batches. Read ``_run`` top to bottom for the whole story.
 
-Host syncs: on CUDA and MPS, batch losses stay on the device and are copied to the host once
-per chunk (about ten times a second), never per batch. On the CPU, where reading a value
-stalls nothing, each loss is read as a float when its batch ends.
+Host syncs: on CUDA and MPS, batch losses (and per-batch scalars such as gradient norms) stay
+on the device and are copied to the host once per chunk (about ten times a second), never per
+batch. On the CPU, where reading a value stalls nothing, each is read as a float when its batch
+ends. One batch's forward, backward and optimizer step are in stepper.py.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class Trainer:
         self.listeners = list(listeners or [])
         self.run_dir = Path(options.run_dir)
         self.device = pick_device(options.device)
+        # On the CPU each loss is read at once (a float read costs nothing there); elsewhere
+        # losses stay on the device until a chunk is flushed (no per-batch host sync).
+        self._on_host = self.device.type == "cpu"
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._paused = False
@@ -174,6 +178,7 @@ class Trainer:
             self.optimizer,
             self._forward,
             device=self.device,
+            on_host=self._on_host,
             amp_dtype=self.amp_dtype,
             scaler=self.scaler,
             accumulate=exp.accumulate,

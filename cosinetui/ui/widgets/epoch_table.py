@@ -61,6 +61,11 @@ class EpochTable(ScrollView, can_focus=True):
         if history.version == self._version:
             return
         self._version = history.version
+        # Where the marked epoch's weights are: best.pt, next to checkpoint.pt.
+        saved = history.best_weights
+        subtitle = f"{BEST.strip()} best.pt: epoch {saved.epoch}" if saved is not None else ""
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
         epochs = history.epochs
         shown = self._shown
         cleared = len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1])
