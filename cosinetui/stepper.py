@@ -169,11 +169,11 @@ class Stepper:
         """A loss or scalar as the trainer records it."""
         if not isinstance(value, torch.Tensor):
             return float(value)
-        value = value.detach().reshape(())
         if self.on_host:
             # Reported as float32, as the device path reports it (a float64 loss is rounded).
-            return value.item() if value.dtype == torch.float32 else value.float().item()
-        return value.float()
+            return value.item() if value.dtype == torch.float32 else value.detach().float().item()
+        value = value.detach()
+        return (value.reshape(()) if value.dim() else value).float()
 
     def _called_backward(self, loss: Any) -> bool:
         """Whether the first batch's train_step called backward() itself (gradients exist)."""

@@ -419,3 +419,44 @@ def test_seed_none_gives_fresh_weights(tmp_path):
     a, _ = _load(tmp_path, None)
     b, _ = _load(tmp_path, None)
     assert a.seed is None and not torch.equal(a.model.weight, b.model.weight)
+
+
+# --------------------------------------------------------------------------- host syncs
+
+
+def test_the_device_path_reads_no_value_per_batch(tmp_path, monkeypatch):
+    """On CUDA and MPS the losses, grad norms and a dict's numbers stay on the device until a
+    chunk is copied: forced on the CPU, the reads of tensor values (item, tolist, bool, float)
+    do not grow with the number of batches."""
+    import cosinetui.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "CHUNK_SECONDS", 1e9)  # one chunk per epoch
+
+    def step(m, b):
+        out = m(b[0])
+        return {"loss": loss_fn(out, b[1]), "acc": (out.argmax(-1) == b[1]).float().mean()}
+
+    def reads(n_batches: int, run_dir) -> int:
+        counts = {"n": 0}
+        originals = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "__bool__", "__float__")}
+
+        def counting(fn):
+            def wrapper(*args, **kwargs):
+                counts["n"] += 1
+                return fn(*args, **kwargs)
+
+            return wrapper
+
+        exp = Experiment(model=model(), train_data=batches(n_batches), optimizer=sgd, epochs=2, train_step=step,
+                         max_grad_norm=1.0, accumulate=2, interval="batch")
+        for name, fn in originals.items():
+            monkeypatch.setattr(torch.Tensor, name, counting(fn))
+        try:
+            events, _ = train(exp, run_dir, on_host=False)
+        finally:
+            for name, fn in originals.items():
+                monkeypatch.setattr(torch.Tensor, name, fn)
+        assert len(per_batch(events, "grad_norm")) == 2 * n_batches
+        return counts["n"]
+
+    assert reads(4, tmp_path / "a") == reads(12, tmp_path / "b")
