@@ -239,13 +239,12 @@ def build_seeded(factory: Callable[[], Experiment], seed: int | None = None) -> 
     ``seed``. The model is built inside the factory, before that field can be read: the
     factory runs under ``DEFAULT_SEED`` first and, when the Experiment asks for another seed
     (or ``None``: no seeding), runs once more under it, and that second Experiment is the one
-    used. The returned Experiment's ``seed`` is the run's seed.
+    used. A given ``seed`` reaches the Experiment's field through ``with_overrides`` (the
+    command line's other options do the same), so training is seeded with it too.
     """
     seed_everything(DEFAULT_SEED if seed is None else seed)
     exp = factory()
-    if seed is not None:
-        return replace(exp, seed=seed)
-    if exp.seed != DEFAULT_SEED:
+    if seed is None and exp.seed != DEFAULT_SEED:
         wanted = exp.seed
         if isinstance(wanted, int) and not isinstance(wanted, bool):
             seed_everything(wanted)
