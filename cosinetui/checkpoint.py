@@ -60,6 +60,8 @@ def save_checkpoint(
     batch_in_epoch: int,
     epoch_loss: tuple[float, int],
     epoch_rng: dict[str, Any] | None,
+    optimizer_steps: int = 0,
+    epoch_scalars: dict[str, list[float]] | None = None,
 ) -> None:
     """``epoch`` counts completed epochs; ``batch_in_epoch`` > 0 marks a mid-epoch checkpoint."""
     payload = {
@@ -74,7 +76,19 @@ def save_checkpoint(
         "epoch_loss": [float(epoch_loss[0]), int(epoch_loss[1])],
         "rng": capture_rng(),
         "epoch_rng": epoch_rng,
+        "optimizer_steps": optimizer_steps,
+        "epoch_scalars": {str(k): [float(v[0]), float(v[1])] for k, v in (epoch_scalars or {}).items()},
     }
+    atomic_write(Path(path), lambda fh: torch.save(payload, fh))
+
+
+def save_weights(path: Path, model: torch.nn.Module, *, epoch: int, step: int, val_loss: float | None) -> None:
+    """best.pt: a model's weights and the epoch they are from, saved atomically.
+
+    ``torch.load(path, weights_only=True)["model"]`` is a state dict for ``load_state_dict``.
+    """
+    payload = {"format": FORMAT_VERSION, "model": model.state_dict(), "epoch": epoch, "step": step,
+               "val_loss": val_loss}
     atomic_write(Path(path), lambda fh: torch.save(payload, fh))
 
 

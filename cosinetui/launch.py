@@ -19,7 +19,7 @@ from typing import Any
 from cosinetui import store
 from cosinetui.device import pick_device
 from cosinetui.events import Event, Failed, Finished, Stop
-from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
+from cosinetui.experiment import Experiment, ExperimentError, build_seeded, load_experiment
 from cosinetui.headless import Printer
 from cosinetui.session import DETACHED, TrainerSession
 from cosinetui.trainer import TrainerOptions
@@ -32,15 +32,13 @@ def _say(message: str) -> None:
 
 
 def build_experiment(config: dict[str, Any]) -> Experiment:
-    seed = config["overrides"].get("seed")
-    seed = 0 if seed is None else seed
+    seed = config["overrides"].get("seed")  # None: the experiment's own seed decides
     if config["target"]:
         exp = load_experiment(config["target"], config["entry"], seed=seed)
     else:
         from cosinetui.demos import builtin
 
-        seed_everything(seed)
-        exp = builtin()
+        exp = build_seeded(builtin, seed)
     exp = exp.with_overrides(**config["overrides"])
     try:
         exp.validate()

@@ -24,6 +24,7 @@ from cosinetui.events import Event, from_json, to_json
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # the weights of the best val epoch
 
 # A metrics-log line longer than this is skipped unread (the longest real ones, a run_started
 # with a large config or a batch chunk of a very fast loop, are well under a megabyte).
