@@ -60,6 +60,7 @@ def save_checkpoint(
     batch_in_epoch: int,
     epoch_loss: tuple[float, int],
     epoch_rng: dict[str, Any] | None,
+    world_size: int = 1,
 ) -> None:
     """``epoch`` counts completed epochs; ``batch_in_epoch`` > 0 marks a mid-epoch checkpoint."""
     payload = {
@@ -74,6 +75,7 @@ def save_checkpoint(
         "epoch_loss": [float(epoch_loss[0]), int(epoch_loss[1])],
         "rng": capture_rng(),
         "epoch_rng": epoch_rng,
+        "world_size": world_size,  # ranks that trained it; the model is the unwrapped one
     }
     atomic_write(Path(path), lambda fh: torch.save(payload, fh))
 

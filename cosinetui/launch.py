@@ -1,5 +1,6 @@
 """Starting a run: build the experiment and the run directory, then train headless in this
-process, or in a child process watched by the dashboard, or in the background.
+process, or in a child process watched by the dashboard, or in the background; with --nproc N
+(or under torchrun) as N ranks started by torch's elastic launcher.
 
 The CLI parses options and calls ``start``; nothing here knows about click or textual (the
 dashboard is imported only when it is used).
@@ -83,24 +84,57 @@ def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
     return store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
 
 
-def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
-    """Run an experiment as the options say; returns the process exit status."""
-    exp = build_experiment(config)
-    device = opts["device"] or config.get("device") or "auto"
-    check_device(device)
-    path = prepare_dir(exp, run_dir, resume)
-    # Options not given now fall back to what the run was started with (resume).
-    # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
+def resolve_options(opts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Options not given now fall back to what the run was started with (resume).
+
+    ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
+    """
     opts = dict(opts)
-    for key in ("on_nan", "checkpoint_every"):
+    for key in ("on_nan", "checkpoint_every", "nproc"):
         if opts.get(key) is None:
             opts[key] = config.get(key)
     opts["amp"] = bool(opts.get("amp") or config.get("amp"))
     if opts["checkpoint_every"] is None:
         opts["checkpoint_every"] = 1
-    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every")}
+    return opts
+
+
+def write_settings(path: Path, config: dict[str, Any], opts: dict[str, Any], device: str) -> None:
+    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every", "nproc")}
     # Written again on resume: it records a new --epochs and the settings now in force.
     store.write_config(path, {**config, **settings, "device": device})
+
+
+def trainer_options(path: Path, device: str, opts: dict[str, Any], resume: bool) -> TrainerOptions:
+    return TrainerOptions(
+        run_dir=path,
+        device=device,
+        amp=opts["amp"],
+        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
+        checkpoint_every=opts["checkpoint_every"],
+        resume=resume,
+    )
+
+
+def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
+    """Run an experiment as the options say; returns the process exit status."""
+    from cosinetui import distributed
+
+    if distributed.in_worker():
+        from cosinetui.ranks import run_rank
+
+        return run_rank(config, run_dir=run_dir, opts=opts, resume=resume)
+    exp = build_experiment(config)
+    device = opts["device"] or config.get("device") or "auto"
+    check_device(device)
+    opts = resolve_options(opts, config)
+    nproc = opts["nproc"] or 1
+    if nproc > 1:
+        from cosinetui.ranks import check_nproc
+
+        check_nproc(nproc, device)
+    path = prepare_dir(exp, run_dir, resume)
+    write_settings(path, config, opts, device)
     headless = opts["headless"] or not sys.stdout.isatty()
     if opts.get("detach") or not headless:
         # The experiment was loaded here only to report its errors at once; the trainer
@@ -117,15 +151,13 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         return 0
     if not headless:
         return run_with_dashboard(path, opts, resume)
-    options = TrainerOptions(
-        run_dir=path,
-        device=device,
-        amp=opts["amp"],
-        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
-        checkpoint_every=opts["checkpoint_every"],
-        resume=resume,
-    )
-    session = TrainerSession(exp, options)
+    if nproc > 1:
+        del exp  # each rank loads its own
+        gc.collect()
+        from cosinetui.ranks import launch_ranks
+
+        return launch_ranks(path, nproc, resume)
+    session = TrainerSession(exp, trainer_options(path, device, opts, resume))
     from cosinetui.remote import RunServer, ServeError
 
     server = RunServer(path, session.trainer.send)

@@ -1,0 +1,64 @@
+"""A tiny experiment for multi-rank tests: each rank records, per batch, its rank, step and
+optimizer LR (through the optimizer factory, no hook in cosinetui), in a file named by the
+COSINETUI_TEST_TRACE environment variable; COSINETUI_TEST_BATCH_SLEEP slows each batch."""
+
+import os
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from cosinetui import Experiment
+
+
+def data(n: int, seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return TensorDataset(x, y)
+
+
+def val_batches():
+    ds = data(50, 2)  # 50 samples in 7 batches: uneven shards
+    return [(ds.tensors[0][i : i + 8], ds.tensors[1][i : i + 8]) for i in range(0, 50, 8)]
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def experiment() -> Experiment:
+    optimizers = []
+    trace = os.environ.get("COSINETUI_TEST_TRACE")
+    pause = float(os.environ.get("COSINETUI_TEST_BATCH_SLEEP", "0"))
+    epochs = int(os.environ.get("COSINETUI_TEST_EPOCHS", "2"))
+    out = None
+
+    def make_optimizer(params):
+        optimizers.append(torch.optim.SGD(params, lr=0.1))
+        return optimizers[-1]
+
+    def train_step(m, batch):
+        nonlocal out
+        if trace:
+            if out is None:
+                rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+                out = open(f"{trace}.{rank}", "a", buffering=1)  # noqa: SIM115 - lives with the run
+            out.write(f"{optimizers[-1].param_groups[0]['lr']!r}\n")
+        if pause:
+            time.sleep(pause)
+        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+
+    return Experiment(
+        name="ddp",
+        model=model(),
+        train_data=DataLoader(data(16 * 10, 1), batch_size=16, shuffle=True),  # 10 batches
+        val_data=val_batches(),
+        optimizer=make_optimizer,
+        train_step=train_step,
+        interval="batch",
+        epochs=epochs,
+        seed=0,
+    )
