@@ -201,7 +201,6 @@ class Ranks:
         if self.is_main:
             self._adapt(step)
         self._read(step)
-        self._last_check = step
         self._apply_due(trainer, epoch, step)
         self.next_check = step + self.every
         while trainer._paused and trainer._stop_reason is None:
@@ -209,6 +208,7 @@ class Ranks:
             self._post_local(trainer, at=step)  # everyone is stopped at this step
             self._read(step)
             self._apply_due(trainer, epoch, step)
+        self._last_check = step
         return trainer._stop_reason is not None
 
     def _post_local(self, trainer: Any, at: int) -> None:

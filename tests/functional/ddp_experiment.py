@@ -46,6 +46,8 @@ def experiment() -> Experiment:
             if out is None:
                 rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
                 out = open(f"{trace}.{rank}", "a", buffering=1)  # noqa: SIM115 - lives with the run
+                with open(f"{trace}.pid.{rank}", "w") as fh:
+                    fh.write(str(os.getpid()))
             out.write(f"{optimizers[-1].param_groups[0]['lr']!r}\n")
         if pause:
             time.sleep(pause)
