@@ -1,7 +1,9 @@
 """A tiny experiment for multi-rank tests: each rank records, per batch, its rank, step and
 optimizer LR (through the optimizer factory, no hook in cosinetui), in a file named by the
-COSINETUI_TEST_TRACE environment variable; COSINETUI_TEST_BATCH_SLEEP slows each batch."""
+COSINETUI_TEST_TRACE environment variable, with a checksum of the weights it trains with;
+COSINETUI_TEST_BATCH_SLEEP slows each batch; rank 1's loss is NaN at COSINETUI_TEST_NAN_STEP."""
 
+import math
 import os
 import time
 
@@ -34,24 +36,29 @@ def experiment() -> Experiment:
     trace = os.environ.get("COSINETUI_TEST_TRACE")
     pause = float(os.environ.get("COSINETUI_TEST_BATCH_SLEEP", "0"))
     epochs = int(os.environ.get("COSINETUI_TEST_EPOCHS", "2"))
+    nan_step = int(os.environ.get("COSINETUI_TEST_NAN_STEP", "-1"))
     out = None
+    step = 0
 
     def make_optimizer(params):
         optimizers.append(torch.optim.SGD(params, lr=0.1))
         return optimizers[-1]
 
     def train_step(m, batch):
-        nonlocal out
+        nonlocal out, step
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         if trace:
             if out is None:
-                rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
                 out = open(f"{trace}.{rank}", "a", buffering=1)  # noqa: SIM115 - lives with the run
                 with open(f"{trace}.pid.{rank}", "w") as fh:
                     fh.write(str(os.getpid()))
-            out.write(f"{optimizers[-1].param_groups[0]['lr']!r}\n")
+            checksum = sum(p.detach().double().sum().item() for p in m.parameters())
+            out.write(f"{optimizers[-1].param_groups[0]['lr']!r} {checksum!r}\n")
         if pause:
             time.sleep(pause)
-        return nn.functional.cross_entropy(m(batch[0]), batch[1])
+        loss = nn.functional.cross_entropy(m(batch[0]), batch[1])
+        step += 1
+        return loss * math.nan if step - 1 == nan_step and rank == 1 else loss
 
     return Experiment(
         name="ddp",

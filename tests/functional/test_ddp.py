@@ -4,6 +4,7 @@ another world size. Each rank records the LR of every batch it trains (ddp_exper
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -50,10 +51,13 @@ def short_dir():
 class Launch:
     """`cosinetui ARGS --nproc N --headless` in a session of its own, with per-rank traces."""
 
-    def __init__(self, where: Path, *args: str, epochs: int = 2, sleep: float = 0.0, nproc: int = 2) -> None:
+    def __init__(
+        self, where: Path, *args: str, epochs: int = 2, sleep: float = 0.0, nproc: int = 2, nan_step: int = -1
+    ) -> None:
         self.where, self.trace = where, where / "trace"
         env = dict(os.environ, OMP_NUM_THREADS="1", COSINETUI_TEST_TRACE=str(self.trace),
-                   COSINETUI_TEST_EPOCHS=str(epochs), COSINETUI_TEST_BATCH_SLEEP=str(sleep))
+                   COSINETUI_TEST_EPOCHS=str(epochs), COSINETUI_TEST_BATCH_SLEEP=str(sleep),
+                   COSINETUI_TEST_NAN_STEP=str(nan_step))
         self.out = open(where / "out.txt", "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cosinetui", *args, "--nproc", str(nproc), "--headless"],
@@ -72,9 +76,14 @@ class Launch:
     def output(self) -> str:
         return (self.where / "out.txt").read_text(errors="replace")
 
-    def lrs(self, rank: int) -> list[float]:
+    def lines(self, rank: int) -> list[tuple[float, float]]:
+        """(LR, checksum of the weights) of each batch the rank trained."""
         path = Path(f"{self.trace}.{rank}")
-        return [float(x) for x in path.read_text().split()] if path.exists() else []
+        text = path.read_text() if path.exists() else ""
+        return [(float(lr), float(ck)) for lr, ck in (line.split() for line in text.splitlines())]
+
+    def lrs(self, rank: int) -> list[float]:
+        return [lr for lr, _ in self.lines(rank)]
 
     def attach(self, run_dir: Path) -> AttachedSession:
         deadline = time.monotonic() + LIMIT
@@ -108,7 +117,8 @@ def val_loss_of(state) -> float:
 
 
 def test_two_ranks_shard_train_and_validate_the_whole_set(short_dir):
-    run = Launch(short_dir, "run", EXP, "--run-dir", "r")
+    # Rank 1 alone gets a NaN loss at step 3: both ranks skip that step (same weights after).
+    run = Launch(short_dir, "run", EXP, "--run-dir", "r", "--on-nan", "continue", nan_step=3)
     assert run.wait() == 0, run.output()
     events = store.read_log(short_dir / "r").events
     start = events[0]
@@ -116,9 +126,11 @@ def test_two_ranks_shard_train_and_validate_the_whole_set(short_dir):
     # 160 samples in batches of 16 over 2 ranks: 5 batches per rank per epoch.
     assert start.steps_per_epoch == 5
     assert [len(run.lrs(r)) for r in (0, 1)] == [10, 10]
-    assert run.lrs(0) == run.lrs(1)  # the schedule is stepped alike on both ranks
-    steps = [s for e in events if isinstance(e, BatchChunk) for s in range(e.first_step, e.first_step + len(e.losses))]
-    assert steps == list(range(10))
+    assert run.lines(0) == run.lines(1)  # same LR and same weights on both ranks, batch by batch
+    assert run.lines(0)[3][1] == run.lines(0)[4][1]  # the NaN step changed no weight
+    losses = {e.first_step + i: v for e in events if isinstance(e, BatchChunk) for i, v in enumerate(e.losses)}
+    assert sorted(losses) == list(range(10))
+    assert math.isnan(losses[3]) and not any(math.isnan(v) for s, v in losses.items() if s != 3)
     last = [e for e in events if isinstance(e, EpochEnd)][-1]
     ck = load_checkpoint(short_dir / "r" / store.CHECKPOINT)
     assert ck["world_size"] == 2
