@@ -66,6 +66,12 @@ class NullLog:
     def flush(self) -> None:
         pass
 
+    def new_run(self) -> None:
+        """Forget the previous run's check schedule (one process training several runs)."""
+        self.every, self.next_check, self._last_check, self._timing = FIRST_EVERY, 0, None, None
+        self._due.clear()
+        self._outbox.clear()
+
     def close(self) -> None:
         pass
 
@@ -104,6 +110,12 @@ class Ranks:
         self._due: list[dict[str, Any]] = []  # read, not yet applied
         self._outbox: list[dict[str, Any]] = []  # internal messages to post at the next check
         self._probe: torch.nn.Parameter | None = None
+
+    def new_run(self) -> None:
+        """Forget the previous run's check schedule (one process training several runs)."""
+        self.every, self.next_check, self._last_check, self._timing = FIRST_EVERY, 0, None, None
+        self._due.clear()
+        self._outbox.clear()
 
     def close(self) -> None:
         global _current
