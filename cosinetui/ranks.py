@@ -17,7 +17,14 @@ from typing import Any
 from cosinetui import distributed, store
 from cosinetui.events import BatchChunk, EpochEnd, Event, Failed, Finished, Stop
 from cosinetui.headless import Printer
-from cosinetui.launch import _say, build_experiment, prepare_dir, resolve_options, trainer_options, write_settings
+from cosinetui.launch import (
+    _say,
+    build_experiment,
+    prepare_dir,
+    resolve_options,
+    trainer_options,
+    write_settings,
+)
 from cosinetui.session import TrainerSession
 
 
