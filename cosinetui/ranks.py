@@ -67,12 +67,16 @@ def launch_ranks(path: Path, nproc: int, resume: bool) -> int:
     except ChildFailedError as exc:
         rank, failure = root_failure(exc.failures)
         if rank == 0 and failure.exitcode >= 0 and _ended(path):
-            return failure.exitcode  # rank 0 ended the run itself and logged why
+            return 1  # rank 0 recorded the failure itself
         error = record_failure(path, rank, failure)
         _say(f"the run failed: {error}")
         _say(f"its checkpoint and log are in {path}; resume with: cosinetui resume {path}")
         return 1
-    return 0
+    # Ranks exit 0 whenever the run ended as recorded (so that the launcher does not hurry
+    # the others); the status comes from the record, as for one process.
+    events = _events(path)
+    end = events[-1] if events else None
+    return 0 if isinstance(end, Finished) and end.reason == "completed" else 1
 
 
 def root_failure(failures: dict[int, Any]) -> tuple[int, Any]:
@@ -188,6 +192,7 @@ def _train_rank(
         return 1
     if isinstance(last, Finished) and last.reason != "completed":
         _say(f"stopped ({last.reason}); resume with: cosinetui resume {path}")
-        return 128 + received[0] if received else 1
+    # 0 whenever the run ended as recorded: a non-zero status would make the launcher end the
+    # other ranks at once; `cosinetui run --nproc` takes its status from the record.
     return 0
 
