@@ -114,10 +114,16 @@ def worker(args) -> None:
             result = {}
             for variant in order:
                 torch.distributed.barrier()
+                cpu = time.process_time()
                 if variant == "bare":
                     result[variant] = bare(args, ranks, batches)
                 else:
                     result[variant] = with_cosinetui(args, ranks, batches, Path(tmp))
+                # CPU time of each rank per batch (whole run, first epoch and set-up included):
+                # less sensitive than wall time to other work on a loaded machine.
+                mine = [0.0] * ranks.world_size
+                mine[ranks.rank] = (time.process_time() - cpu) / (args.batches * args.epochs)
+                result[variant + " cpu"] = ranks.sum_floats(mine)
             rows.append(result)
             if ranks.is_main:
                 print(f"round {rep + 1}: bare {result['bare'] * 1e3:.3f} ms/batch, cosinetui "
@@ -144,6 +150,11 @@ def worker(args) -> None:
               f"{args.epochs} epochs (first left out), {args.reps} rounds")
         print(f"median ms/batch: bare {median([r['bare'] for r in rows]) * 1e3:.3f}, "
               f"cosinetui {median([r['cosinetui'] for r in rows]) * 1e3:.3f}")
+        for r in range(ranks.world_size):
+            cpu_ratios = [x["cosinetui cpu"][r] / x["bare cpu"][r] - 1 for x in rows]
+            print(f"rank {r} CPU time per batch: bare {median([x['bare cpu'][r] for x in rows]) * 1e3:.3f} ms, "
+                  f"cosinetui {median([x['cosinetui cpu'][r] for x in rows]) * 1e3:.3f} ms, "
+                  f"median {100 * median(cpu_ratios):+.2f}% (rounds: {', '.join(f'{100 * x:+.1f}%' for x in cpu_ratios)})")
         print(f"overhead: median {100 * median(ratios):+.2f}% (rounds: {', '.join(f'{100 * x:+.1f}%' for x in ratios)})")
     ranks.close()
 
