@@ -90,7 +90,9 @@ def init(device_name: str = "auto") -> Ranks:
         device, backend = torch.device("cpu"), "gloo"  # DDP has no MPS backend
     dist.init_process_group(backend)
     # The launcher's rendezvous store, shared by every rank: the command board.
-    store = dist.PrefixStore("cosinetui/", dist.distributed_c10d._get_default_store())
+    # (Its keys outlive workers that torchrun restarts: each start gets keys of its own.)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.PrefixStore(f"cosinetui/{restart}/", dist.distributed_c10d._get_default_store())
     _current = Ranks(dist.get_rank(), dist.get_world_size(), local_rank, backend, device, store)
     return _current
 
