@@ -95,7 +95,7 @@ def with_cosinetui(args, ranks, batches, root: Path) -> float:
     return seconds / per_rank  # rank 0's figure (the others report 0)
 
 
-def check_seconds() -> float:
+def distributed_check_seconds() -> float:
     from cosinetui.distributed import CHECK_SECONDS
 
     return CHECK_SECONDS
@@ -129,23 +129,20 @@ def worker(args) -> None:
                 print(f"round {rep + 1}: bare {result['bare'] * 1e3:.3f} ms/batch, cosinetui "
                       f"{result['cosinetui'] * 1e3:.3f} ms/batch, {100 * (result['cosinetui'] / result['bare'] - 1):+.2f}%",
                       flush=True)
-    # The part a command check adds, timed alone (robust to a loaded machine): start the
-    # background all-reduce, and later wait for the one started at the previous check.
+    # The parts, timed alone (robust to a loaded machine): a command check is one store round
+    # trip; between two checks a batch costs one integer comparison.
     torch.distributed.barrier()
-    starts, waits = [], []
+    trips = []
     for _ in range(200):
         t0 = time.perf_counter()
-        exchange = ranks._start_exchange([0, 0])
-        starts.append(time.perf_counter() - t0)
-        time.sleep(0.005)  # a batch
-        t0 = time.perf_counter()
-        exchange.wait()
-        waits.append(time.perf_counter() - t0)
+        ranks.store.add("n", 0)
+        trips.append(time.perf_counter() - t0)
     if ranks.is_main:
-        check = median(starts) + median(waits)
-        print(f"one command check: start {median(starts) * 1e6:.0f} us + wait {median(waits) * 1e6:.0f} us "
-              f"(medians); checks ~{1e3 * check_seconds():.0f} ms apart: {100 * check / check_seconds():.3f}% "
-              f"of the time; at the 2-batch minimum, {100 * check / 2 / 0.005:.2f}% of a 5 ms batch")
+        trip = median(trips)
+        print(f"store round trip (one command check): median {trip * 1e6:.0f} us; checks are "
+              f"~{1e3 * distributed_check_seconds():.0f} ms apart, so {100 * trip / distributed_check_seconds():.2f}% "
+              "of the time of any batch size (at least every 2 batches: "
+              f"{100 * trip / 2 / 0.005:.2f}% of a 5 ms batch at most)")
     if ranks.is_main:
         ratios = [r["cosinetui"] / r["bare"] - 1 for r in rows]
         print(f"\n{ranks.world_size} ranks, {ranks.backend} on {ranks.device.type}; {machine(args.threads)}")

@@ -5,20 +5,17 @@ Each rank runs the same trainer (started by torch's elastic launcher, ``torchrun
 ``cosinetui run --nproc N``). Rank 0 alone writes the run directory and serves the control
 socket; the others train silently.
 
-Commands without a collective per batch: every ``every`` batches (the same steps on all
-ranks) each rank posts its queued commands to torch's rendezvous store (a key-value server the
-launcher already runs; rarely: only when there are some) and starts, in the background, one
-tiny all-reduce (MAX, gloo on the CPU whatever the backend) of the highest message number it
-posted. At the next check that all-reduce has long finished: every rank reads the same
-number, fetches the messages up to it from the store and applies them, in the order posted, at
-that same step. No rank ever waits for another to learn that nothing is pending, and nothing
-touches a GPU. ``every`` adapts (rank 0 proposes it through the same all-reduce) so that checks
-happen about every ``CHECK_SECONDS``.
+Commands without a collective per batch: every rank checks torch's rendezvous store (a
+key-value server the launcher already runs) every ``every`` batches, at the same steps on all
+ranks. A command is posted there stamped "apply at step S" with S two checks ahead; DDP's
+gradient all-reduce keeps ranks within a batch of each other, so every rank has read it by
+then and applies it at the first check at or after S. A rank that reads a command too late to
+apply it with the others fails loudly rather than drift. ``every`` adapts (by the same kind of
+stamped message from rank 0) so checks happen about every ``CHECK_SECONDS``.
 
 Pausing happens at such a check, outside any collective: rank 0 waits on its command event,
 the others on the store, with short timed waits (no busy loop), so a pause can last for hours
-without a collective timing out. Every rank applies the messages posted meanwhile in order and
-leaves at the "release" rank 0 posts once resumed or stopped.
+without a collective timing out.
 """
 
 from __future__ import annotations
