@@ -66,6 +66,12 @@ class NullLog:
     def flush(self) -> None:
         pass
 
+    def new_run(self) -> None:
+        """Forget the previous run's check schedule (one process training several runs)."""
+        self.every, self.next_check, self._last_check, self._timing = FIRST_EVERY, 0, None, None
+        self._due.clear()
+        self._outbox.clear()
+
     def close(self) -> None:
         pass
 
@@ -88,8 +94,6 @@ def init(device_name: str = "auto") -> Ranks:
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     store = dist.PrefixStore(f"cosinetui/{restart}/", dist.distributed_c10d._get_default_store())
     _current = Ranks(dist.get_rank(), dist.get_world_size(), local_rank, backend, device, store)
-    # The command exchange runs on the CPU whatever the backend: no device sync for it.
-    _current.control_group = dist.new_group(backend="gloo")
     return _current
 
 
@@ -100,21 +104,19 @@ class Ranks:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.backend, self.device, self.store = backend, device, store
         self.is_main = rank == 0
-        self.control_group: Any = None  # gloo, for the command exchange (set by init)
         self.every = FIRST_EVERY
         self.next_check = 0
-        self._exchange: _Exchange | None = None  # started at the previous check
+        self._last_check: int | None = None
         self._timing: tuple[int, float] | None = None  # (step, time) of the previous check
-        self._seen = 0  # messages read from the store (and applied)
-        self._posted = 0  # the highest message number this rank posted
+        self._seen = 0  # messages read from the store
+        self._due: list[dict[str, Any]] = []  # read, not yet applied
         self._outbox: list[dict[str, Any]] = []  # internal messages to post at the next check
         self._probe: torch.nn.Parameter | None = None
 
     def new_run(self) -> None:
         """Forget the previous run's check schedule (one process training several runs)."""
-        if self._exchange is not None:
-            self._exchange.wait()
-        self.every, self.next_check, self._exchange, self._timing = FIRST_EVERY, 0, None, None
+        self.every, self.next_check, self._last_check, self._timing = FIRST_EVERY, 0, None, None
+        self._due.clear()
         self._outbox.clear()
 
     def close(self) -> None:
@@ -209,58 +211,64 @@ class Ranks:
         step = trainer.step
         if step < self.next_check:
             return False  # the common case: no store access, no lock
-        if self._exchange is not None:
-            # Started at the previous check, long finished: waiting costs nothing.
-            posted, every = self._exchange.wait()
-            self._apply_posted(trainer, epoch, posted)
-            if every:
-                self.every = every
-        self._post_local(trainer)
-        self._exchange = self._start_exchange([self._posted, self._adapt(step) if self.is_main else 0])
+        self._post_local(trainer, at=step + 2 * self.every)
+        if self.is_main:
+            self._adapt(step)
+        self._read(step)
+        self._apply_due(trainer, epoch, step)
         self.next_check = step + self.every
-        if trainer._paused and trainer._stop_reason is None:
-            self._hold(trainer, epoch)
+        while trainer._paused and trainer._stop_reason is None:
+            self._wait(trainer)
+            self._post_local(trainer, at=step)  # everyone is stopped at this step
+            self._read(step)
+            self._apply_due(trainer, epoch, step)
+        self._last_check = step
         return trainer._stop_reason is not None
 
-    def _start_exchange(self, values: list[int]) -> Any:
-        """All ranks' maxima of ``values``, computed in the background (gloo, on the CPU)."""
-        tensor = torch.tensor(values, dtype=torch.int64)
-        work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.control_group, async_op=True)
-        return _Exchange(work, tensor)
-
-    def _post_local(self, trainer: Any) -> None:
+    def _post_local(self, trainer: Any, at: int) -> None:
         """Post this rank's queued commands (the socket's on rank 0, signals on any rank)."""
         while True:
             try:
                 cmd = trainer._commands.get_nowait()
             except queue.Empty:
                 break
-            self._post({"cmd": to_json(cmd)})
+            self._post({"at": at, "cmd": to_json(cmd)})
         for message in self._outbox:
-            self._post(message)
+            self._post({"at": at, **message})
         self._outbox.clear()
 
-    def _post(self, message: dict[str, Any]) -> int:
+    def _post(self, message: dict[str, Any]) -> None:
         n = self.store.add("n", 1)
         self.store.set(f"m{n}", json.dumps(message).encode())
-        self._posted = max(self._posted, n)
-        return n
 
-    def _message(self, n: int) -> dict[str, Any]:
-        return json.loads(self.store.get(f"m{n}"))
-
-    def _apply_posted(self, trainer: Any, epoch: int, posted: int) -> None:
-        """Apply the messages every rank has learnt of at this check, in the order posted."""
-        while self._seen < posted:
+    def _read(self, step: int) -> None:
+        n = self.store.add("n", 0)
+        while self._seen < n:
             self._seen += 1
-            self._apply_message(trainer, epoch, self._message(self._seen))
+            message = json.loads(self.store.get(f"m{self._seen}"))
+            if self._last_check is not None and message["at"] <= self._last_check:
+                raise RuntimeError(
+                    f"rank {self.rank} read a command for step {message['at']} only at step {step}; "
+                    "the ranks would no longer agree (is a gradient sync skipped for many batches?)"
+                )
+            self._due.append(message)
 
-    def _apply_message(self, trainer: Any, epoch: int, message: dict[str, Any]) -> None:
-        if "nan" in message:
-            self._apply_nan(trainer, epoch, message)
-        elif "cmd" in message:
-            trainer._apply(command_from_json(message["cmd"]), epoch)
-        trainer.log.flush()
+    def _apply_due(self, trainer: Any, epoch: int, step: int) -> None:
+        keep, handled = [], False
+        for message in self._due:
+            if message["at"] > step:
+                keep.append(message)
+                continue
+            handled = True
+            if "every" in message:
+                self.every = message["every"]
+            elif "nan" in message:
+                self._apply_nan(trainer, epoch, message)
+            else:
+                trainer._apply(command_from_json(message["cmd"]), epoch)
+        self._due = keep
+        if handled:
+            trainer.log.flush()
 
     @staticmethod
     def _apply_nan(trainer: Any, epoch: int, message: dict[str, Any]) -> None:
@@ -272,54 +280,26 @@ class Ranks:
             trainer._emit(Paused(epoch, message["step"], reason="nan"))
             trainer._checkpoint("pause")
 
-    def _hold(self, trainer: Any, epoch: int) -> None:
-        """Paused at this step on every rank, outside any collective.
-
-        Every rank applies the messages posted meanwhile in the order posted, and leaves at the
-        ``release`` that rank 0 posts once it has resumed or been stopped: so every rank leaves
-        after exactly the same messages.
-        """
-        while True:
-            if self.is_main:
-                trainer._wake.wait(PAUSE_POLL_SECONDS)  # the socket's commands wake it at once
-                trainer._wake.clear()
-            else:
-                try:
-                    self.store.wait([f"m{self._seen + 1}"], datetime.timedelta(seconds=PAUSE_POLL_SECONDS))
-                except Exception:  # noqa: BLE001 - a timed-out wait: look again
-                    pass
-            self._post_local(trainer)
-            posted = self.store.add("n", 0)  # what any rank posted (a signal on another rank)
-            while self._seen < posted:
-                self._seen += 1
-                message = self._message(self._seen)
-                if message.get("release"):
-                    self._timing = None  # time paused says nothing about a batch's cost
-                    return
-                self._apply_message(trainer, epoch, message)
-                if self.is_main and (not trainer._paused or trainer._stop_reason is not None):
-                    posted = max(posted, self._post({"release": True}))
-
-    def _adapt(self, step: int) -> int:
-        """Rank 0: the check interval that keeps checks about CHECK_SECONDS apart (0: keep)."""
+    def _adapt(self, step: int) -> None:
+        """Rank 0: keep checks about CHECK_SECONDS apart whatever a batch costs."""
         now = time.monotonic()
-        target = 0
         if self._timing is not None and step > self._timing[0]:
             per_batch = (now - self._timing[1]) / (step - self._timing[0])
-            best = min(MAX_EVERY, max(MIN_EVERY, round(CHECK_SECONDS / max(per_batch, 1e-6))))
-            if not self.every / 2 <= best <= self.every * 2:
-                target = best
+            target = min(MAX_EVERY, max(MIN_EVERY, round(CHECK_SECONDS / max(per_batch, 1e-6))))
+            if not self.every / 2 <= target <= self.every * 2:
+                self._post({"at": step + 2 * self.every, "every": target})
         self._timing = (step, now)
-        return target
 
-
-class _Exchange:
-    def __init__(self, work: Any, tensor: torch.Tensor) -> None:
-        self.work, self.tensor = work, tensor
-
-    def wait(self) -> list[int]:
-        self.work.wait()
-        return self.tensor.tolist()
+    def _wait(self, trainer: Any) -> None:
+        if self.is_main:
+            trainer._wake.wait(PAUSE_POLL_SECONDS)  # the socket's commands wake it at once
+            trainer._wake.clear()
+        else:
+            try:
+                self.store.wait([f"m{self._seen + 1}"], datetime.timedelta(seconds=PAUSE_POLL_SECONDS))
+            except Exception:  # noqa: BLE001 - a timed-out wait: look again
+                pass
+        self._timing = None  # time paused says nothing about a batch's cost
 
 
 def shard_data(data: Any, rank: int, world: int, *, train: bool) -> Any:

@@ -84,25 +84,6 @@ class FakeStore:
                 raise TimeoutError
 
 
-class FakeExchange:
-    """The background all-reduce (MAX) of the ranks' check values, between threads."""
-
-    def __init__(self, world):
-        self.world, self.calls, self.cond = world, {}, threading.Condition()
-
-    def start(self, rank, index, values):
-        with self.cond:
-            self.calls.setdefault(index, {})[rank] = values
-            self.cond.notify_all()
-
-        def wait():
-            with self.cond:
-                assert self.cond.wait_for(lambda: len(self.calls[index]) == self.world, 30)
-                return [max(col) for col in zip(*self.calls[index].values(), strict=True)]
-
-        return types.SimpleNamespace(wait=wait)
-
-
 class FakeTrainer:
     """What the command board touches of a trainer; records the step of each command."""
 
@@ -134,11 +115,8 @@ def _short_intervals(monkeypatch):
 def lockstep(n_steps, on_step):
     """Two ranks, each step only after both finished the previous one (as DDP's all-reduce
     makes them); ``on_step(rank, trainer)`` runs before each rank's batch."""
-    store, exchange = FakeStore(), FakeExchange(2)
+    store = FakeStore()
     ranks = [distributed.Ranks(r, 2, r, "gloo", torch.device("cpu"), store) for r in range(2)]
-    for rank in ranks:
-        counter = iter(range(10**9))
-        rank._start_exchange = lambda values, rank=rank, counter=counter: exchange.start(rank.rank, next(counter), values)
     # These batches take no time: rank 0 widens the check interval to its maximum, by message.
     trainers = [FakeTrainer(), FakeTrainer()]
     barrier = threading.Barrier(2)
@@ -182,13 +160,13 @@ def test_commands_apply_on_both_ranks_at_the_same_step():
 
 def test_a_pause_holds_every_rank_at_one_step_until_resumed(monkeypatch):
     held = {0: threading.Event(), 1: threading.Event()}
-    original = distributed.Ranks._hold
+    original = distributed.Ranks._wait
 
-    def holding(self, trainer, epoch):
+    def waiting(self, trainer):
         held[self.rank].set()
-        original(self, trainer, epoch)
+        original(self, trainer)
 
-    monkeypatch.setattr(distributed.Ranks, "_hold", holding)
+    monkeypatch.setattr(distributed.Ranks, "_wait", waiting)
 
     def on_step(rank, trainer):
         if rank == 0 and trainer.step == 5:
@@ -206,6 +184,19 @@ def test_a_pause_holds_every_rank_at_one_step_until_resumed(monkeypatch):
     assert [(s, type(c)) for s, c in t0.applied] == [(s, type(c)) for s, c in t1.applied]
     (pause_step, _), (resume_step, _) = t0.applied
     assert pause_step == resume_step > 5  # nothing trained in between, on either rank
+
+
+def test_a_command_read_too_late_fails_instead_of_drifting():
+    store = FakeStore()
+    late = distributed.Ranks(1, 2, 1, "gloo", torch.device("cpu"), store)
+    trainer = FakeTrainer()
+    trainer.step = 0
+    late.between_batches(trainer, 1)  # checks at step 0, next at FIRST_EVERY
+    store.add("n", 1)
+    store.set("m1", b'{"at": 0, "cmd": {"type": "pause"}}')
+    trainer.step = late.next_check
+    with pytest.raises(RuntimeError, match="no longer agree"):
+        late.between_batches(trainer, 1)
 
 
 def test_the_blamed_rank_is_the_one_killed_not_those_stopped_after_it():
