@@ -62,6 +62,7 @@ def save_checkpoint(
     epoch_rng: dict[str, Any] | None,
     optimizer_steps: int = 0,
     epoch_scalars: dict[str, list[float]] | None = None,
+    world_size: int = 1,
 ) -> None:
     """``epoch`` counts completed epochs; ``batch_in_epoch`` > 0 marks a mid-epoch checkpoint."""
     payload = {
@@ -78,6 +79,7 @@ def save_checkpoint(
         "epoch_rng": epoch_rng,
         "optimizer_steps": optimizer_steps,
         "epoch_scalars": {str(k): [float(v[0]), float(v[1])] for k, v in (epoch_scalars or {}).items()},
+        "world_size": world_size,  # ranks that trained it; the model is the unwrapped one
     }
     atomic_write(Path(path), lambda fh: torch.save(payload, fh))
 

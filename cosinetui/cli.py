@@ -29,6 +29,7 @@ def main(ctx: click.Context) -> None:
       cosinetui                      the built-in demo
       cosinetui run my_experiment.py your model (a file defining experiment())
       cosinetui run exp.py --detach  train in the background
+      cosinetui run exp.py --nproc 4 DDP on 4 GPUs (or CPU processes)
       cosinetui attach               the dashboard on a live run
       cosinetui ls                   runs and their state
       cosinetui diagnose runs/NAME   warnings for a recorded run
@@ -105,6 +106,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
         click.option("--amp", is_flag=True, help="Mixed precision on CUDA (bfloat16 where supported)."),
         click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), help="What a non-finite loss does; its optimizer step is always skipped. Default: pause in the dashboard, stop headless (nobody is there to resume)."),
         click.option("--checkpoint-every", type=click.IntRange(min=0), help="Checkpoint every N epochs (0: only on stop, pause and at the end). Default: 1, or what the run was started with."),
+        click.option("--nproc", type=click.IntRange(min=1), help="Train on N processes on this machine with DDP (one GPU each, or gloo on the CPU), started by torch's elastic launcher. Default: 1, or what the run was started with."),
         click.option("--detach", is_flag=True, help="Train in the background (no nohup or tmux needed); prints how to attach."),
         click.option("--debug", is_flag=True, help="Show full tracebacks for errors."),
     ]
@@ -177,7 +179,7 @@ def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: AN
 
 
 def _defaults(opts: dict) -> dict:
-    return {k: opts[k] for k in ("device", "amp", "on_nan", "checkpoint_every")}
+    return {k: opts[k] for k in ("device", "amp", "on_nan", "checkpoint_every", "nproc")}
 
 
 def _guard(debug: bool, action) -> None:  # noqa: ANN001

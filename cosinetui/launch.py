@@ -1,5 +1,6 @@
 """Starting a run: build the experiment and the run directory, then train headless in this
-process, or in a child process watched by the dashboard, or in the background.
+process, or in a child process watched by the dashboard, or in the background; with --nproc N
+(or under torchrun) as N ranks started by torch's elastic launcher.
 
 The CLI parses options and calls ``start``; nothing here knows about click or textual (the
 dashboard is imported only when it is used).
@@ -119,27 +120,66 @@ def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
     return path
 
 
-def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
-    """Run an experiment as the options say; returns the process exit status."""
-    if resume:
-        check_resume(run_dir)  # type: ignore[arg-type]  # before the experiment's code runs
-    device = opts["device"] or config.get("device") or "auto"
-    check_device(device, amp=bool(opts.get("amp") or config.get("amp")))
-    exp = build_experiment(config)
-    path = prepare_dir(exp, run_dir, resume)
-    # Options not given now fall back to what the run was started with (resume).
-    # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
+def resolve_options(opts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Options not given now fall back to what the run was started with (resume).
+
+    ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
+    """
     opts = dict(opts)
-    for key in ("on_nan", "checkpoint_every"):
+    for key in ("on_nan", "checkpoint_every", "nproc"):
         if opts.get(key) is None:
             opts[key] = config.get(key)
     opts["amp"] = bool(opts.get("amp") or config.get("amp"))
     if opts["checkpoint_every"] is None:
         opts["checkpoint_every"] = 1
-    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every")}
-    # The process that trains writes config.json (again on resume: a new --epochs and the
-    # settings now in force), once its checkpoint is loaded: a refused start changes nothing.
-    record = {**config, **settings, "device": device}
+    return opts
+
+
+def settings_record(config: dict[str, Any], opts: dict[str, Any], device: str) -> dict[str, Any]:
+    """What config.json records: the experiment's config and the settings now in force.
+
+    The process that trains writes it (again on resume: a new --epochs and the settings now in
+    force), once its checkpoint is loaded: a refused start changes nothing.
+    """
+    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every", "nproc")}
+    return {**config, **settings, "device": device}
+
+
+def trainer_options(
+    path: Path, device: str, opts: dict[str, Any], resume: bool, config: dict[str, Any] | None = None
+) -> TrainerOptions:
+    return TrainerOptions(
+        run_dir=path,
+        device=device,
+        amp=opts["amp"],
+        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
+        checkpoint_every=opts["checkpoint_every"],
+        resume=resume,
+        config=config,
+    )
+
+
+def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
+    """Run an experiment as the options say; returns the process exit status."""
+    from cosinetui import distributed
+
+    if distributed.in_worker():
+        from cosinetui.ranks import run_rank
+
+        return run_rank(config, run_dir=run_dir, opts=opts, resume=resume)
+    if resume:
+        check_resume(run_dir)  # type: ignore[arg-type]  # before the experiment's code runs
+    device = opts["device"] or config.get("device") or "auto"
+    check_device(device, amp=bool(opts.get("amp") or config.get("amp")))
+    exp = build_experiment(config)
+    opts = resolve_options(opts, config)
+    nproc = opts["nproc"] or 1
+    if nproc > 1:
+        from cosinetui.ranks import check_nproc
+
+        check_nproc(nproc, device)
+    path = prepare_dir(exp, run_dir, resume)
+    record = settings_record(config, opts, device)
     headless = opts["headless"] or not sys.stdout.isatty()
     if opts.get("detach") or not headless:
         # The experiment was loaded here only to report its errors at once; the trainer
@@ -156,16 +196,13 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         return 0
     if not headless:
         return run_with_dashboard(path, opts, resume)
-    options = TrainerOptions(
-        run_dir=path,
-        device=device,
-        amp=opts["amp"],
-        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
-        checkpoint_every=opts["checkpoint_every"],
-        resume=resume,
-        config=record,
-    )
-    session = TrainerSession(exp, options)
+    if nproc > 1:
+        del exp  # each rank loads its own
+        gc.collect()
+        from cosinetui.ranks import launch_ranks
+
+        return launch_ranks(path, nproc, resume)
+    session = TrainerSession(exp, trainer_options(path, device, opts, resume, record))
     from cosinetui.remote import RunServer, ServeError
 
     server = RunServer(path, session.trainer.send)

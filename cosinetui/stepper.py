@@ -74,6 +74,7 @@ class Stepper:
         scaler: Any = None,
         accumulate: int = 1,
         max_grad_norm: float | None = None,
+        ranks: Any = None,
     ) -> None:
         self.model, self.optimizer, self.forward = model, optimizer, forward
         # Read values as floats at once (free on the CPU), or keep them on the device.
@@ -81,10 +82,14 @@ class Stepper:
         self.device_type = device.type
         self.amp_dtype, self.scaler = amp_dtype, scaler
         self.accumulate, self.max_grad_norm = accumulate, max_grad_norm
+        # Several ranks (DDP, without float16 loss scaling): a non-finite loss on any rank must
+        # make every rank skip the same step (see distributed.Ranks.probe_grad).
+        self.ranks = ranks
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.micro = 0  # batches whose gradients wait for the next optimizer step
         self.user_backward: bool | None = None  # decided on the first batch
         self._finite: bool | torch.Tensor = True  # every loss of the window was finite
+        self._ranks_ok: bool | torch.Tensor = True  # the last step's reduced gradient was finite
 
     def train(self, batch: Any, step: bool) -> tuple[Value, dict[str, Value]]:
         """Forward and backward one batch; ``step``: then the optimizer step for its window."""
@@ -104,6 +109,8 @@ class Stepper:
             if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
                 raise ExperimentError(_no_grad_message(loss))
             scaled = loss / self.accumulate if self.accumulate > 1 else loss
+            if self.ranks is not None:
+                scaled = self._poison(scaled, loss)
             if self.scaler is not None:
                 self.scaler.scale(scaled).backward()
             else:
@@ -116,7 +123,17 @@ class Stepper:
             norm = self.step()
             if norm is not None:
                 scalars["grad_norm"] = norm
+            if self.ranks is not None:
+                # A step skipped because another rank's loss was non-finite: rank 0 records NaN,
+                # so the NaN policy applies on every rank at the same step.
+                ok = self._ranks_ok
+                value = (value if ok else math.nan) if isinstance(ok, bool) else torch.where(ok, value, math.nan)
         return value, scalars
+
+    def _poison(self, scaled: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        if self.on_host:
+            return scaled if math.isfinite(loss.item()) else scaled * math.nan
+        return scaled * torch.where(torch.isfinite(loss.detach()), 1.0, math.nan)
 
     def step(self) -> Value | None:
         """The optimizer step for the batches accumulated since the last one (none: no-op).
@@ -129,6 +146,11 @@ class Stepper:
         if r == 0:
             return None
         finite, self._finite = self._finite, True
+        if self.ranks is not None:
+            # Gradients are all-reduced: one element tells whether any rank's loss was bad.
+            probe = self.ranks.probe_grad(self.model)
+            finite = math.isfinite(probe.item()) if self.on_host else torch.isfinite(probe)
+            self._ranks_ok = finite
         if r < self.accumulate:
             for p in self.params:
                 if p.grad is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from cosinetui import store
+from cosinetui import distributed, store
 from cosinetui.checkpoint import (
     capture_rng,
     load_checkpoint,
@@ -99,6 +99,10 @@ class Trainer:
         self.listeners = list(listeners or [])
         self.run_dir = Path(options.run_dir)
         self.device = pick_device(options.device)
+        self.ranks = distributed.current()  # None for a single process
+        if self.ranks is not None:
+            self.device = self.ranks.device
+        self._quiet = self.ranks is not None and not self.ranks.is_main  # rank 0 alone writes
         # On the CPU each loss is read at once (a float read costs nothing there); elsewhere
         # losses stay on the device until a chunk is flushed (no per-batch host sync).
         self._on_host = self.device.type == "cpu"
@@ -139,8 +143,11 @@ class Trainer:
     def run(self) -> None:
         """The thread body. Never raises: a failure becomes a ``Failed`` event."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.log = store.MetricsLog(self.run_dir / store.METRICS)
+            if self._quiet:
+                self.log = distributed.NullLog()
+            else:
+                self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.log = store.MetricsLog(self.run_dir / store.METRICS)
         except (OSError, store.RunDirError) as exc:
             event = Failed(0, 0, f"cannot write the run directory: {exc}")
             for listener in self.listeners:
@@ -165,6 +172,8 @@ class Trainer:
         self.optimizer = exp.make_optimizer()
         exp.validate()
         exp.check_floor(self.optimizer)
+        if self.ranks is not None:
+            exp = self.exp = self.ranks.shard(exp)
         steps_per_epoch = _len_or_zero(exp.train_data)
         t_max = exp.schedule_length()
         self.scheduler = AdjustableCosineLR(
@@ -187,6 +196,7 @@ class Trainer:
             scaler=self.scaler,
             accumulate=exp.accumulate,
             max_grad_norm=exp.max_grad_norm,
+            ranks=self.ranks if self.scaler is None else None,
         )
         self._planned_epochs = exp.planned_epochs()
         skip_batches = 0
@@ -197,10 +207,12 @@ class Trainer:
             self.history.extend(store.read_log(self.run_dir).events)
             self.monitor.update(self.history)
         config = self.opts.config
-        if config is not None:
+        if config is not None and not self._quiet:
             store.write_config(self.run_dir, config)
         elif (self.run_dir / store.CONFIG).exists():
             config = store.read_config(self.run_dir)
+        if self.ranks is not None:
+            self.model = self.ranks.wrap(self.model)
         self._emit(
             RunStarted(
                 run_name=exp.name,
@@ -216,6 +228,8 @@ class Trainer:
                 start_epoch=self.epoch,
                 global_step=self.step,
                 time=time.time(),
+                world_size=self.ranks.world_size if self.ranks is not None else 1,
+                backend=self.ranks.backend if self.ranks is not None else None,
             )
         )
         self.log.flush()
@@ -241,6 +255,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, skip: int) -> None:
         exp = self.exp
         self.model.train()
+        if self.ranks is not None:
+            self.ranks.set_epoch(exp.train_data, epoch)
         if skip:
             # Resuming mid-epoch: replay the loader's order from the epoch's start, skip what
             # was already trained, then continue with the RNG state of the interruption.
@@ -334,7 +350,9 @@ class Trainer:
         self._emit(BatchChunk(epoch, first, tuple(losses), lrs, self.batch_in_epoch, scalars))
         if bad and self.opts.on_nan != "continue":
             step = first + bad[0]
-            if self.opts.on_nan == "stop":
+            if self.ranks is not None:
+                self.ranks.report_nan(step, self.opts.on_nan)  # applied by every rank at once
+            elif self.opts.on_nan == "stop":
                 self._stop_reason = "nan"
             else:
                 self._paused, self._paused_at = True, time.perf_counter()
@@ -347,6 +365,7 @@ class Trainer:
         if exp.val_data is None:
             return None, {}
         self.model.eval()
+        model = distributed.unwrap(self.model)  # no DDP collectives: shards may differ in length
         total = torch.zeros((), device=self.device)
         sums = {name: torch.zeros((), device=self.device) for name in exp.metrics}
         count = 0
@@ -357,26 +376,33 @@ class Trainer:
                 n = batch_size(batch)
                 batch = to_device(batch, self.device)
                 if exp.eval_step is not None:
-                    out = exp.eval_step(self.model, batch)
+                    out = exp.eval_step(model, batch)
                     loss, outputs, targets = out if isinstance(out, tuple) else (out, None, None)
                 else:
-                    outputs, targets = self.model(batch[0]), batch[1]
+                    outputs, targets = model(batch[0]), batch[1]
                     loss = exp.loss_fn(outputs, targets)
                 total += loss.detach().float() * n
                 if outputs is not None:
                     for name, fn in exp.metrics.items():
                         sums[name] += torch.as_tensor(fn(outputs, targets), device=self.device).float() * n
                 count += n
+        stacked = torch.stack([total, *sums.values(), torch.tensor(float(count), device=self.device)])
+        if self.ranks is not None:
+            self.ranks.sum_(stacked)  # the whole val set's sums
+        values = stacked.cpu().tolist()  # one host sync
+        count = values.pop()
         if count == 0:
             return None, {}
-        values = torch.stack([total, *sums.values()]).cpu().tolist()  # one host sync
         return values[0] / count, {k: v / count for k, v in zip(sums, values[1:], strict=True)}
 
     def _end_epoch(self, epoch: int, val_loss: float | None, metrics: dict[str, float]) -> None:
         seconds = time.perf_counter() - self._epoch_started
         # The LR of the epoch's last batch (its chunk is already out); none for an empty epoch.
         lr = self.history.lrs[-1] if len(self.history.lrs) else self.optimizer.param_groups[0]["lr"]
-        train = self._epoch_loss_sum / self._epoch_samples if self._epoch_samples else math.nan
+        loss_sum, samples, trained = self._epoch_loss_sum, self._epoch_samples, self._epoch_trained_samples
+        if self.ranks is not None:  # once an epoch: the mean over every rank's samples
+            loss_sum, samples, trained = self.ranks.sum_floats([loss_sum, samples, trained])
+        train = loss_sum / samples if samples else math.nan
         if self.exp.interval == "epoch":
             self.scheduler.step()
         self.epoch, self.batch_in_epoch = epoch, 0
@@ -387,7 +413,7 @@ class Trainer:
                 val_loss=val_loss,
                 lr=lr,
                 seconds=seconds,
-                samples_per_s=self._epoch_trained_samples / seconds if seconds > 0 else 0.0,
+                samples_per_s=trained / seconds if seconds > 0 else 0.0,
                 step=self.step,
                 metrics=metrics,
                 train_metrics={
@@ -408,6 +434,10 @@ class Trainer:
 
     def _between_batches(self, epoch: int) -> None:
         """Apply queued commands; while paused, block (no busy wait) until resumed or stopped."""
+        if self.ranks is not None:  # commands go through every rank, at the same step
+            if self.ranks.between_batches(self, epoch):
+                raise _StopTraining
+            return
         if not self._paused and self._stop_reason is None and self._commands.empty():
             return  # the common case, once a batch: no lock taken, no exception raised
         while True:
@@ -469,6 +499,8 @@ class Trainer:
     # ------------------------------------------------------------------ events and state
 
     def _emit(self, event: Event) -> None:
+        if self._quiet and not isinstance(event, Failed):
+            return  # rank 0 reports the run; another rank speaks only of its own failure
         self.log.write(event)
         if isinstance(event, (Finished, Failed)):
             self.log.flush()  # whoever sees the end can read the complete log
@@ -480,10 +512,12 @@ class Trainer:
                 self._emit(alert)
 
     def _checkpoint(self, reason: str) -> None:
+        if self._quiet:
+            return
         path = self.run_dir / store.CHECKPOINT
         save_checkpoint(
             path,
-            model=self.model,
+            model=distributed.unwrap(self.model),
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             scaler=self.scaler,
@@ -494,6 +528,7 @@ class Trainer:
             epoch_rng=self._epoch_rng if self.batch_in_epoch else None,
             optimizer_steps=self.optimizer_steps,
             epoch_scalars=self._epoch_scalars,
+            world_size=self.ranks.world_size if self.ranks is not None else 1,
         )
         self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
 
@@ -520,7 +555,7 @@ class Trainer:
         self._resume_rng = ck["rng"]
         if self.batch_in_epoch == 0:
             restore_rng(ck["rng"])
-        return self.batch_in_epoch
+        return distributed.after_load(self, ck)
 
     def _amp_setup(self) -> tuple[torch.dtype | None, Any]:
         if not self.opts.amp:
