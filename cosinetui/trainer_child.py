@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +126,17 @@ class TrainerChild:
             return
         from cosinetui.remote import AttachedSession, AttachError
 
-        session = AttachedSession(self.run_dir, timeout=self.attach_timeout)
-        try:
-            session.start()
-        except AttachError as exc:
-            self._fail(f"could not attach to the trainer: {exc}")
-            return
+        # One process serves at once; ranks launched by the child (--nproc) take a moment.
+        while True:
+            session = AttachedSession(self.run_dir, timeout=self.attach_timeout)
+            try:
+                session.start()
+                break
+            except AttachError as exc:
+                if self.child is not None and self.child.poll() is not None:
+                    self._fail(f"could not attach to the trainer: {exc}")
+                    return
+                time.sleep(0.2)  # another process: nothing to await but its socket
         with self._lock:
             self._attached = session
             pending, self._pending = self._pending, []
