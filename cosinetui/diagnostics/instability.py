@@ -1,0 +1,130 @@
+"""instability: the loss jumps up and down (repeated batch spikes or epoch jumps), or explodes
+at once (a batch, or the whole first epoch, absurdly far above the run's starting loss)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from cosinetui.diagnostics.common import finite, median, num, plural, relative_noise
+from cosinetui.diagnostics.context import HALVE_LR
+from cosinetui.diagnostics.rule import Rule
+from cosinetui.events import EpochEnd
+
+SUGGESTION = "halve the LR"
+
+
+@dataclass(frozen=True)
+class InstabilityConfig:
+    spike_window: int = 200  # batches: the median/MAD reference and the counting window
+    spike_min_history: int = 50
+    spike_mad: float = 6.0  # robust z-score: (x - median) / (1.4826 * MAD)
+    spike_ratio: float = 2.0  # and x >= ratio * median
+    spike_count: int = 5  # spikes within spike_window batches that make an episode
+    spike_merge: int = 5  # a spike within this many batches of the previous one is the same
+    jump_rel: float = 0.25  # an epoch loss above (1 + jump_rel) times the previous epoch's ...
+    jump_noise_k: float = 3.0  # ... and this many times the curve's own relative noise
+    jump_count: int = 2  # jumps within jump_window epochs that make an episode
+    jump_window: int = 6
+
+
+class InstabilityRule(Rule):
+    kind = "instability"
+
+    def __init__(self, ctx, config: InstabilityConfig) -> None:
+        super().__init__(ctx, config)
+        self.window: deque[float] = deque(maxlen=config.spike_window)
+        self.stats: tuple[float, float] | None = None
+        self.spikes: deque[tuple[int, float]] = deque()
+        self.last_spike = -(10**9)
+        self.exploded = False
+        self.jumps: deque[tuple[int, str, float, float]] = deque()
+        self.recent = {"train": deque(maxlen=8), "val": deque(maxlen=8)}
+
+    # ------------------------------------------------------------------ batches
+
+    def on_batch(self, step: int, x: float, grace: bool) -> None:
+        cfg, ctx = self.config, self.ctx
+        window = self.window
+        if not self.exploded and ctx.start > 0 and x >= ctx.config.absurd_batch * ctx.start:
+            # Far beyond anything a bump after an LR increase explains: grace or not.
+            self.exploded = True
+            msg = (
+                f"the loss exploded to {num(x)} at step {step}, "
+                f"{num(x / ctx.start)}x the run's starting loss {num(ctx.start)}"
+            )
+            ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, step)
+        if len(window) >= cfg.spike_min_history:
+            if step % 16 == 0 or self.stats is None:
+                ordered = sorted(window)
+                med = median(ordered)
+                mad = median(sorted([abs(v - med) for v in ordered]))
+                self.stats = (med, 1.4826 * mad)
+            self._spike(step, x, grace)
+        window.append(x)
+
+    def _spike(self, step: int, x: float, grace: bool) -> None:
+        cfg, ctx = self.config, self.ctx
+        med, scale = self.stats  # type: ignore[misc]
+        spikes = self.spikes
+        while spikes and spikes[0][0] <= step - cfg.spike_window:
+            spikes.popleft()
+        if grace or x < med * cfg.spike_ratio or x < med + cfg.spike_mad * scale:
+            return
+        if x < ctx.config.significance * ctx.start:
+            return  # near zero loss, large ratios of tiny numbers are not instability
+        ratio = x / med if med > 0 else math.inf
+        if self.last_spike >= step - cfg.spike_merge:
+            # Consecutive spikes are one event: a sustained rise is divergence, not noise.
+            self.last_spike = step
+            return
+        self.last_spike = step
+        spikes.append((step, ratio))
+        if len(spikes) >= cfg.spike_count:
+            worst = max(r for _, r in spikes)
+            msg = (
+                f"{plural(len(spikes), 'loss spike')} in the last {cfg.spike_window} "
+                f"batches, up to {num(worst)}x the running median {num(med)} (step {step})"
+            )
+            ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, step)
+
+    # ------------------------------------------------------------------ epochs
+
+    def on_epoch(self, record: EpochEnd, grace: bool) -> None:
+        cfg, ctx, e = self.config, self.ctx, record.epoch
+        prev = ctx.prev
+        if e == 2 and prev is not None and ctx.absurd_first is not None:
+            first = ctx.absurd_first
+            msg = (
+                f"the first epoch's train loss {num(first)} is "
+                f"{num(first / record.train_loss)}x the second's {num(record.train_loss)}: "
+                "the loss exploded at the start"
+            )
+            if not ctx.is_open("instability"):
+                ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, epoch=1)
+        while self.jumps and self.jumps[0][0] <= e - cfg.jump_window:
+            self.jumps.popleft()
+        if prev is not None and not grace and not ctx.is_open("divergence"):
+            for name, a, b in (("train", prev.train_loss, record.train_loss), ("val", prev.val_loss, record.val_loss)):
+                if not (finite(a) and finite(b)):
+                    continue
+                floor = ctx.config.significance * (ctx.first_train or 0.0) if name == "train" else 0.0
+                rel = max(cfg.jump_rel, cfg.jump_noise_k * relative_noise(self.recent[name]))
+                if b > a * (1 + rel) and b >= floor:
+                    self.jumps.append((e, name, a, b))  # type: ignore[arg-type]
+                    break  # both curves jumping in one epoch is one jump
+        for name, x in (("train", record.train_loss), ("val", record.val_loss)):
+            if finite(x):
+                self.recent[name].append(x)  # type: ignore[arg-type]
+        if len(self.jumps) >= cfg.jump_count:
+            ep, name, a, b = self.jumps[-1]
+            msg = (
+                f"losses jumped up by more than {num(100 * cfg.jump_rel)}% "
+                f"{plural(len(self.jumps), 'time')} in the last {cfg.jump_window} epochs "
+                f"(latest: {name} {num(a)} -> {num(b)} at epoch {ep})"
+            )
+            ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR)
+        elif not self.jumps and not self.spikes and not (e <= 2 and ctx.absurd_first is not None):
+            ctx.close("instability")
+            self.exploded = False
