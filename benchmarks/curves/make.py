@@ -321,11 +321,40 @@ def record(spec: Spec, run: dict, label: dict) -> dict:
     }
 
 
+def relabel() -> int:
+    """Recompute the labels of the stored runs (criteria changed; plateau runs need their
+    control run and keep theirs)."""
+    from runs import SPECS
+
+    for spec in SPECS:
+        path = OUT / f"{spec.name}.json"
+        if not path.exists() or spec.intent == "plateau":
+            continue
+        stored = json.loads(path.read_text())
+        nan = float("nan")
+        run = {
+            "epochs": [{k: (nan if v is None and k != "acc" else v) for k, v in r.items()} for r in stored["epochs"]],
+            "losses": [nan if x is None else x for x in stored["losses"]],
+            "lrs": stored["lrs"],
+        }
+        ok, label = check(spec, run, None, TROUBLE)
+        if not ok:
+            print(f"DROP {spec.name}: {label['criterion']}")
+            path.unlink()
+            continue
+        stored["label"] = label
+        path.write_text(json.dumps(stored, separators=(",", ":")) + "\n")
+        print(f"keep {spec.name}: {label['must']} {label['criterion'][:60]}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     from runs import SPECS
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     OUT.mkdir(parents=True, exist_ok=True)
+    if argv and argv[0] == "--relabel":
+        return relabel()
     pattern = argv[0] if argv else ""
     kept = dropped = 0
     for spec in SPECS:

@@ -35,14 +35,14 @@ def plural(n: int, word: str) -> str:
 
 
 def relative_noise(values: deque[float] | list[float]) -> float:
-    """Noise of a short series relative to its level, from second differences (which
-    cancel a linear trend): a robust sigma of x[i] - 2x[i-1] + x[i-2] is sqrt(6) sigma."""
-    if len(values) < 5:
+    """Noise of a short positive series relative to its level, from the second differences of
+    its logarithm (they cancel an exponential trend, the usual shape of a loss curve): a robust
+    sigma of y[i] - 2y[i-1] + y[i-2] is sqrt(6) sigma."""
+    if len(values) < 5 or min(values) <= 0:
         return 0.0
-    v = list(values)
+    v = [math.log(x) for x in values]
     d2 = sorted(abs(v[i] - 2 * v[i - 1] + v[i - 2]) for i in range(2, len(v)))
-    level = median(sorted(v))
-    return 1.4826 * median(d2) / math.sqrt(6) / level if level > 0 else 0.0
+    return 1.4826 * median(d2) / math.sqrt(6)
 
 
 class Best:
@@ -70,3 +70,19 @@ class Best:
 
     def reset(self) -> None:
         self.value, self.bad = None, 0
+
+
+def falling(values: deque[float] | list[float], t: float = 2.0) -> bool:
+    """Whether a short positive series falls significantly: the least-squares slope of its
+    logarithm is below ``-t`` standard errors (its own scatter around the line), so a slow,
+    steady improvement counts even when each step is smaller than the noise."""
+    n = len(values)
+    if n < 4 or min(values) <= 0:
+        return False
+    ys = [math.log(x) for x in values]
+    mx, my = (n - 1) / 2, sum(ys) / n
+    sxx = sum((i - mx) ** 2 for i in range(n))
+    slope = sum((i - mx) * (y - my) for i, y in enumerate(ys)) / sxx
+    resid = sum((y - my - slope * (i - mx)) ** 2 for i, y in enumerate(ys))
+    se = math.sqrt(resid / (n - 2) / sxx) if resid > 0 else 0.0
+    return slope < 0 and (se == 0.0 or slope / se < -t)

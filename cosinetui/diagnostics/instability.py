@@ -23,8 +23,15 @@ class InstabilityConfig:
     spike_ratio: float = 2.0  # and x >= ratio * median
     spike_count: int = 5  # spikes within spike_window batches that make an episode
     spike_merge: int = 5  # a spike within this many batches of the previous one is the same
+    # A spike must reach this fraction of the run's starting loss: near zero, one hard sample
+    # in a small batch makes a huge ratio that means nothing.
+    spike_floor: float = 1.0
     jump_rel: float = 0.25  # an epoch loss above (1 + jump_rel) times the previous epoch's ...
-    jump_noise_k: float = 3.0  # ... and this many times the curve's own relative noise
+    jump_noise_k: float = 3.0  # ... and this many times the curve's own relative noise ...
+    jump_max: float = 0.5  # ... capped here: the noise of an unstable curve is its instability
+    # ... and by at least this fraction of the first epoch's train loss: near zero, a 25% rise
+    # of a tiny loss is no instability.
+    jump_min_rise: float = 0.05
     jump_count: int = 2  # jumps within jump_window epochs that make an episode
     jump_window: int = 6
 
@@ -72,8 +79,8 @@ class InstabilityRule(Rule):
             spikes.popleft()
         if grace or x < med * cfg.spike_ratio or x < med + cfg.spike_mad * scale:
             return
-        if x < ctx.config.significance * ctx.start:
-            return  # near zero loss, large ratios of tiny numbers are not instability
+        if x < cfg.spike_floor * ctx.start:
+            return
         ratio = x / med if med > 0 else math.inf
         if self.last_spike >= step - cfg.spike_merge:
             # Consecutive spikes are one event: a sustained rise is divergence, not noise.
@@ -105,13 +112,14 @@ class InstabilityRule(Rule):
                 ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, epoch=1)
         while self.jumps and self.jumps[0][0] <= e - cfg.jump_window:
             self.jumps.popleft()
-        if prev is not None and not grace and not ctx.is_open("divergence"):
+        if prev is not None and not grace:
             for name, a, b in (("train", prev.train_loss, record.train_loss), ("val", prev.val_loss, record.val_loss)):
                 if not (finite(a) and finite(b)):
                     continue
-                floor = ctx.config.significance * (ctx.first_train or 0.0) if name == "train" else 0.0
-                rel = max(cfg.jump_rel, cfg.jump_noise_k * relative_noise(self.recent[name]))
-                if b > a * (1 + rel) and b >= floor:
+                first = ctx.first_train or 0.0
+                floor = ctx.config.significance * first if name == "train" else 0.0
+                rel = max(cfg.jump_rel, min(cfg.jump_max, cfg.jump_noise_k * relative_noise(self.recent[name])))
+                if b > a * (1 + rel) and b >= floor and b - a >= cfg.jump_min_rise * first:
                     self.jumps.append((e, name, a, b))  # type: ignore[arg-type]
                     break  # both curves jumping in one epoch is one jump
         for name, x in (("train", record.train_loss), ("val", record.val_loss)):

@@ -192,7 +192,7 @@ class Monitor:
         if finite(t):
             if ctx.first_train is None:
                 ctx.first_train = t
-            elif e == 2 and ctx.first_train >= ctx.config.absurd_start * t:
+            elif e == 2 and t > 0 and ctx.first_train >= ctx.config.absurd_start * t:
                 # An absurd first epoch is itself the alert and must not become the baseline.
                 ctx.absurd_first, ctx.first_train = ctx.first_train, t
         grace = ctx.in_grace(e)

@@ -15,7 +15,7 @@ from cosinetui.history import Ema
 
 @dataclass(frozen=True)
 class OverfittingConfig:
-    gl_warning: float = 5.0  # generalization loss, percent above the best val loss ...
+    gl_warning: float = 10.0  # generalization loss, percent above the best val loss ...
     gl_noise_k: float = 3.0  # ... and at least this many times val's own relative noise
     gl_critical: float = 20.0
     pq_alpha: float = 3.0  # GL / P_k above this is critical (training no longer pays)
@@ -24,7 +24,7 @@ class OverfittingConfig:
     patience: int = 4
     min_delta: float = 0.01  # relative improvement that counts ...
     noise_k: float = 1.5  # ... and at least this many times the curve's own relative noise
-    train_drop: float = 0.1  # train fell by this fraction since val's best ...
+    train_drop: float = 0.5  # train halved since val's best (stalled criterion) ...
     gap_min: float = 0.25  # ... and val is this fraction above train (both criteria)
     lr_fraction: float = 0.25  # stalling below this fraction of the peak LR is the anneal's end
     reanneal_epochs: int = 3
@@ -75,6 +75,7 @@ class OverfittingRule(Rule):
         stalled = (
             self.val_best.bad >= cfg.patience
             and e - best_epoch >= cfg.patience
+            and best_epoch > 1  # epoch 1's train loss averages the epoch's own learning
             and t <= train_then * (1 - cfg.train_drop)
             and gap_open
             and not annealed  # both curves flatten as the LR reaches its floor: not overfitting

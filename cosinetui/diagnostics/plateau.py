@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cosinetui.diagnostics.common import Best, finite, num, plural
+from collections import deque
+
+from cosinetui.diagnostics.common import Best, falling, finite, num, plural
 from cosinetui.diagnostics.context import HALVE_LR
 from cosinetui.diagnostics.rule import Rule
 from cosinetui.events import EpochEnd
@@ -29,6 +31,7 @@ class PlateauRule(Rule):
         self.train_ema = Ema(ctx.config.epoch_ema_alpha)
         self.val_ema = Ema(ctx.config.epoch_ema_alpha)
         self.rebaseline = False
+        self.recent = {"train": deque(maxlen=config.patience + 2), "val": deque(maxlen=config.patience + 2)}
 
     def on_lr_increase(self, step: int | None, epoch: int) -> None:
         self.rebaseline = True
@@ -50,6 +53,11 @@ class PlateauRule(Rule):
             improved |= self.train.update(t, e, record.train_loss)
         if finite(v):
             improved |= self.val.update(v, e, record.val_loss)  # type: ignore[arg-type]
+        for name, x in (("train", record.train_loss), ("val", record.val_loss)):
+            if finite(x):
+                self.recent[name].append(x)  # type: ignore[arg-type]
+        # A steady fall smaller than the noise of each step is progress too.
+        improved |= falling(self.recent["train"]) or falling(self.recent["val"])
         if improved:
             ctx.close("plateau")
             return
