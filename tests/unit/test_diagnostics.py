@@ -284,7 +284,7 @@ def test_val_rising_after_its_minimum_is_overfitting_within_a_few_epochs() -> No
     events = synthetic_run(20, decaying(2.3, 0.02, 5), val, lr=per_epoch(cosine(0.1, 30)))
     calls = live(events)
     raised = [a for c in calls for a in c if a.kind == "overfitting"]
-    assert raised and raised[0].epoch <= 14
+    assert raised and raised[0].epoch <= 15  # GL 10 (or 3x val noise) on two epochs
     assert raised[0].action == {"type": "adjust", "op": "reanneal", "args": {"steps": 3}}
     assert len({a.key for a in raised}) == 1  # one episode, updated and escalated
     final = only(diagnose(history_of(events)), "overfitting")
