@@ -36,7 +36,9 @@ class DivergenceRule(Rule):
         # (smoothed level before the latest LR increase, step by which it must be back, epoch)
         self.ref: tuple[float, int, int] | None = None
         self.recent: deque[float] = deque(maxlen=config.window)
-        self.flags: deque[bool] = deque(maxlen=config.window)
+        self.flags: deque[bool] = deque(maxlen=config.window)  # x far above the reference
+        self.high: deque[bool] = deque(maxlen=config.window)  # x at the starting loss or above
+        self._spe_window = (-1, config.window)
         self.batch_open = False
         self.back = 0
         self.clear = 0
@@ -79,21 +81,26 @@ class DivergenceRule(Rule):
             self._after_increase(step, level, start)
         best = self.best if self.best is not None else start
         base = max(best, start) if grace or self.best is None else best
-        spe = ctx.steps_per_epoch()
-        window = min(cfg.window, max(4, spe // 2)) if spe else cfg.window
-        self.recent.append(x)
-        self.flags.append(base > 0 and x >= max(cfg.ratio * base, ctx.config.significance * start))
-        if window >= len(self.recent):  # the usual case: the whole deque is the window
-            recent, flags = sorted(self.recent), sum(self.flags)
+        window = self._window()
+        recent, flags, high = self.recent, self.flags, self.high
+        recent.append(x)
+        flags.append(base > 0 and x >= max(cfg.ratio * base, ctx.config.significance * start))
+        # The median of the window is at the start level or above when half its batches are.
+        high.append(x >= start * (1 - cfg.start_margin))
+        if window >= len(recent):  # the usual case: the whole deque is the window
+            n_flags, n_high = sum(flags), sum(high)
         else:
-            recent, flags = sorted(list(self.recent)[-window:]), sum(list(self.flags)[-window:])
-        med = median(recent)
-        stuck = med >= start * (1 - cfg.start_margin)
+            n_flags, n_high = sum(list(flags)[-window:]), sum(list(high)[-window:])
+        stuck = 2 * n_high > min(window, len(recent))
         # After real progress, a loss that climbs back to where it started diverged too,
         # even when that is less than ratio times its best.
         progressed = self.best is not None and self.best <= start * (1 - 3 * cfg.start_margin)
         self.back = self.back + 1 if stuck and progressed and not grace else 0
-        if len(recent) == window and (flags >= cfg.fraction * window or self.back >= window):
+        if not self.batch_open and n_flags < cfg.fraction * window and self.back < window:
+            return  # the common case: nothing to track
+        med = median(sorted(list(recent)[-window:]))
+        flags = n_flags
+        if len(recent) >= window and (flags >= cfg.fraction * window or self.back >= window):
             self.clear = 0
             if not self.batch_open:
                 self.batch_open = True
@@ -119,6 +126,14 @@ class DivergenceRule(Rule):
         else:
             msg += f"; now {num(med)}"
         self._alert(msg, critical=stuck, step=step)
+
+    def _window(self) -> int:
+        """Batches in the window: at most half an epoch for very short epochs."""
+        spe = self.ctx.steps_per_epoch()
+        if spe != self._spe_window[0]:
+            window = min(self.config.window, max(4, spe // 2)) if spe else self.config.window
+            self._spe_window = (spe, window)
+        return self._spe_window[1]
 
     def _after_increase(self, step: int, level: float, start: float) -> None:
         ref, _, epoch = self.ref  # type: ignore[misc]

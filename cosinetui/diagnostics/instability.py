@@ -42,7 +42,8 @@ class InstabilityRule(Rule):
     def __init__(self, ctx, config: InstabilityConfig) -> None:
         super().__init__(ctx, config)
         self.window: deque[float] = deque(maxlen=config.spike_window)
-        self.stats: tuple[float, float] | None = None
+        self.stats: tuple[float, float] | None = None  # median and robust sigma of the window
+        self.stats_step = 0
         self.spikes: deque[tuple[int, float]] = deque()
         self.last_spike = -(10**9)
         self.exploded = False
@@ -52,9 +53,15 @@ class InstabilityRule(Rule):
     # ------------------------------------------------------------------ batches
 
     def on_batch(self, step: int, x: float, grace: bool) -> None:
+        # The common case costs one comparison: a batch below the spike floor is no spike.
+        start = self.ctx.start
+        if x >= self.config.spike_floor * start and start > 0:
+            self._high(step, x, grace)
+        self.window.append(x)
+
+    def _high(self, step: int, x: float, grace: bool) -> None:
         cfg, ctx = self.config, self.ctx
-        window = self.window
-        if not self.exploded and ctx.start > 0 and x >= ctx.config.absurd_batch * ctx.start:
+        if not self.exploded and x >= ctx.config.absurd_batch * ctx.start:
             # Far beyond anything a bump after an LR increase explains: grace or not.
             self.exploded = True
             msg = (
@@ -62,14 +69,15 @@ class InstabilityRule(Rule):
                 f"{num(x / ctx.start)}x the run's starting loss {num(ctx.start)}"
             )
             ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, step)
-        if len(window) >= cfg.spike_min_history:
-            if step % 16 == 0 or self.stats is None:
-                ordered = sorted(window)
-                med = median(ordered)
-                mad = median(sorted([abs(v - med) for v in ordered]))
-                self.stats = (med, 1.4826 * mad)
-            self._spike(step, x, grace)
-        window.append(x)
+        window = self.window
+        if len(window) < cfg.spike_min_history:
+            return
+        if self.stats is None or step - self.stats_step >= 16:
+            ordered = sorted(window)
+            med = median(ordered)
+            mad = median(sorted([abs(v - med) for v in ordered]))
+            self.stats, self.stats_step = (med, 1.4826 * mad), step
+        self._spike(step, x, grace)
 
     def _spike(self, step: int, x: float, grace: bool) -> None:
         cfg, ctx = self.config, self.ctx
@@ -78,8 +86,6 @@ class InstabilityRule(Rule):
         while spikes and spikes[0][0] <= step - cfg.spike_window:
             spikes.popleft()
         if grace or x < med * cfg.spike_ratio or x < med + cfg.spike_mad * scale:
-            return
-        if x < cfg.spike_floor * ctx.start:
             return
         ratio = x / med if med > 0 else math.inf
         if self.last_spike >= step - cfg.spike_merge:
@@ -112,6 +118,8 @@ class InstabilityRule(Rule):
                 ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, epoch=1)
         while self.jumps and self.jumps[0][0] <= e - cfg.jump_window:
             self.jumps.popleft()
+        while self.spikes and self.spikes[0][0] <= record.step - cfg.spike_window:
+            self.spikes.popleft()
         if prev is not None and not grace:
             for name, a, b in (("train", prev.train_loss, record.train_loss), ("val", prev.val_loss, record.val_loss)):
                 if not (finite(a) and finite(b)):
