@@ -98,12 +98,8 @@ SPECS = [
     # ------------------------------------------------------------------ plateau
     Spec("diabetes_linear_plateau", "diabetes", "linear", "sgd", 0.1, "constant", 30, "plateau",
          batch=8, extra={"momentum": 0.0}, note="plain SGD at an LR whose noise floor is the loss"),
-    Spec("diabetes_linear_plateau_s1", "diabetes", "linear", "sgd", 0.08, "constant", 30, "plateau",
-         batch=8, seed=1, extra={"momentum": 0.0}),
-    Spec("diabetes_mlp_plateau", "diabetes", "mlp", "sgd", 0.05, "constant", 30, "plateau",
-         batch=8, extra={"momentum": 0.0}),
-    Spec("digits_linear_plateau", "digits", "linear", "sgd", 0.5, "constant", 30, "plateau",
-         batch=8, extra={"momentum": 0.0}),
-    Spec("moons_mlp_plateau", "moons", "mlp", "sgd", 1.0, "constant", 30, "plateau", batch=8,
-         extra={"momentum": 0.0}),
+    Spec("diabetes_linear_plateau_s2", "diabetes", "linear", "sgd", 0.1, "constant", 30, "plateau",
+         batch=8, seed=2, extra={"momentum": 0.0}),
+    Spec("diabetes_linear_plateau_s3", "diabetes", "linear", "sgd", 0.12, "constant", 30, "plateau",
+         batch=8, seed=3, extra={"momentum": 0.0}),
 ]
