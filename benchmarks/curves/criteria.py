@@ -70,10 +70,16 @@ def healthy(spec, run, trouble) -> tuple[bool, dict]:
     # A flat stretch at a high LR is a plateau in fact (whether halving the LR would help is
     # what the plateau runs' control runs measure): there, plateau is not judged.
     peak = max(lr)
-    flat = [i for i in range(5, len(t)) if lr[i] >= 0.25 * peak and t[i] >= 0.97 * min(t[i - 5 : i])]
+    flat = [
+        i for i in range(7, len(t))
+        if lr[i] >= 0.25 * peak and statistics.mean(t[i - 2 : i + 1]) >= 0.97 * statistics.mean(t[i - 7 : i - 4])
+    ]
     if flat:
         must_not.remove("plateau")
-        notes.append(f"plateau not judged: train improved < 3% over 5 epochs at a high LR at epoch {flat[0] + 1}")
+        notes.append(
+            "plateau not judged: the 3-epoch mean of train improved < 3% over 5 epochs at a high LR "
+            f"at epoch {flat[0] + 1}"
+        )
     if spec.sched not in ("restarts", "constant"):
         must_not.append("schedule")  # the LR follows a standard schedule, nothing to flag
     return ok, {"must": [], "must_not": must_not, "criterion": "healthy: " + "; ".join(notes)}
@@ -150,7 +156,6 @@ def plateau(spec, run, control, trouble):
         return False, {"criterion": "a loss is not finite"}
     k = 10
     head, tail = statistics.mean(t[-k:-k + 3]), statistics.mean(t[-3:])
-    vhead, vtail = statistics.mean(v[-k:-k + 3]), statistics.mean(v[-3:])
     ctl = statistics.mean(r["train"] for r in control["epochs"][-3:])
     vlow, vbefore = min(v[-k:]), min(v[:-k])
     flat = tail >= 0.95 * head and vlow >= 0.95 * vbefore

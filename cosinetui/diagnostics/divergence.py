@@ -35,6 +35,7 @@ class DivergenceRule(Rule):
         self.rebaseline = False
         # (smoothed level before the latest LR increase, step by which it must be back, epoch)
         self.ref: tuple[float, int, int] | None = None
+        self.reported_ref: float | None = None  # the reference of an episode opened after one
         self.recent: deque[float] = deque(maxlen=config.window)
         self.flags: deque[bool] = deque(maxlen=config.window)  # x far above the reference
         self.high: deque[bool] = deque(maxlen=config.window)  # x at the starting loss or above
@@ -113,12 +114,15 @@ class DivergenceRule(Rule):
             if self.clear < max(window, ctx.grace_length()):
                 return
             self.batch_open = False
+            self.reported_ref = None
             if not self.epoch_open:
                 ctx.close("divergence", f"recovered to {num(med)} by step {step}")
             return
         if not self.batch_open:
             return
         peak, at = self.peak
+        if self.reported_ref is not None and self.reported_ref < best:
+            best = self.reported_ref  # opened after an LR increase: keep its reference
         ratio = f"{num(peak / best)}x" if best > 0 else "far above"
         msg = f"loss rose to {num(peak)} at step {at}, {ratio} its best smoothed {num(best)}"
         if stuck:
@@ -150,6 +154,7 @@ class DivergenceRule(Rule):
             self._alert(msg, critical=stuck, step=step)
             self.batch_open = True  # ends like any batch-level episode, after a recovery
             self.peak = (level, step)
+            self.reported_ref = ref
 
     def _alert(self, msg: str, critical: bool, step: int | None) -> None:
         severity = "critical" if critical else "warning"
@@ -181,6 +186,7 @@ class DivergenceRule(Rule):
                     msg += f", back at its first epoch's {num(first)}"
                 self.epoch_open = True
                 self.rise_hits = cfg.persistence
+                self.best_train = ref  # the rise is measured from before the increase
                 self._alert(msg, stuck, None)
                 return
         best = self.best_train

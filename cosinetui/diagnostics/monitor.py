@@ -55,6 +55,7 @@ class Monitor:
         self._batch_pos = 0
         self._epoch_pos = 0
         self._change_pos = 0
+        self._pending: list[tuple[int, Any]] = []  # (global step, change) not yet reached
         # The current run of LR increases: its first and latest step (epoch without batches).
         self._streak_start = -(10**9)
         self._last_increase = -(10**9)
@@ -76,8 +77,11 @@ class Monitor:
             self._epoch_pos = min(self._epoch_pos, history.run.start_epoch)
         self._batch_pos = min(self._batch_pos, len(history.losses))
         self._epoch_pos = min(self._epoch_pos, len(history.epochs))
+        # A change takes effect at its step: it is applied when the batches (or, without
+        # batches, the epochs) reach it, so that live and offline see it at the same point.
         for change in history.schedule_changes[self._change_pos :]:
-            self._schedule_change(change)
+            self._pending.append((self._global_step(change), change))
+        self._pending.sort(key=lambda p: p[0])
         self._change_pos = len(history.schedule_changes)
         ended = False
         for record in history.epochs[self._epoch_pos :]:
@@ -126,6 +130,16 @@ class Monitor:
         for rule in self.rules:
             rule.on_lr_increase(step, epoch)
 
+    def _global_step(self, change: Any) -> int:
+        ctx = self.ctx
+        if ctx.run is not None and ctx.run.interval == "batch":
+            return change.step
+        return change.step * ctx.steps_per_epoch()
+
+    def _apply_pending(self, before: int) -> None:
+        while self._pending and self._pending[0][0] < before:
+            self._schedule_change(self._pending.pop(0)[1])
+
     def _schedule_change(self, change: Any) -> None:
         ctx = self.ctx
         run, spe = ctx.run, ctx.steps_per_epoch()
@@ -148,7 +162,10 @@ class Monitor:
         n_lrs = len(lrs)
         alpha = ctx.config.ema_alpha
         on_batch, on_bad = self._on_batch, self._on_bad_batch
+        pending = self._pending
         for i in range(self._batch_pos, end):
+            if pending and pending[0][0] <= i:
+                self._apply_pending(i + 1)
             lr = lrs[i] if i < n_lrs else math.nan
             if lr == lr and not math.isinf(lr):
                 last = ctx.last_lr
@@ -178,6 +195,8 @@ class Monitor:
 
     def _end_epoch(self, record: EpochEnd) -> None:
         ctx, e = self.ctx, record.epoch
+        if self._pending:
+            self._apply_pending(record.step or 1 << 62)
         ctx.epoch = e
         lr, prev = record.lr, ctx.prev
         if finite(lr):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections import deque
+from dataclasses import dataclass
 
 from cosinetui.diagnostics.common import Best, falling, finite, num, plural
 from cosinetui.diagnostics.context import HALVE_LR
