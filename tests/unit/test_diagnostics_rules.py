@@ -20,7 +20,13 @@ from cosinetui.diagnostics.common import falling, relative_noise
 from cosinetui.diagnostics.rule import Rule
 from cosinetui.events import BatchChunk, EpochEnd, RunStarted, ScheduleChanged
 from cosinetui.history import History
-from tests.unit.test_diagnostics import HEALTHY_TRAIN, HEALTHY_VAL, decaying, per_epoch, synthetic_run
+from tests.unit.test_diagnostics import (
+    HEALTHY_TRAIN,
+    HEALTHY_VAL,
+    decaying,
+    per_epoch,
+    synthetic_run,
+)
 
 
 def kinds(events, config=None) -> list[str]:
