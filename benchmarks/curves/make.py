@@ -1,8 +1,10 @@
 """Train small real models on CPU and store their loss curves as the labelled corpus that the
 diagnostics are tested against (tests/data/curves/*.json, docs/diagnostics.md).
 
+    pip install -e '.[curves]'                                     # scikit-learn
     OMP_NUM_THREADS=1 python benchmarks/curves/make.py            # every run (a few minutes)
-    OMP_NUM_THREADS=1 python benchmarks/curves/make.py digits_    # runs whose name matches
+    OMP_NUM_THREADS=1 python benchmarks/curves/make.py digits_,moons_  # runs whose name matches
+    python benchmarks/curves/make.py --relabel                    # labels again, no training
 
 Each run trains a model on one of scikit-learn's bundled data sets or a synthetic sequence
 task, and records what the trainer records: per-batch losses and LRs, and per epoch the mean
