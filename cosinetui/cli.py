@@ -11,6 +11,9 @@ import sys
 
 import click
 
+from cosinetui.cli_logs import export, read_events, tag_options
+from cosinetui.cli_logs import list_tags as print_tags
+
 
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"cosinetui: {message}", err=True)
@@ -40,37 +43,33 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of alerts.")
-def diagnose(path: str, as_json: bool) -> None:
+@tag_options
+def diagnose(path: str, as_json: bool, train_tag: str | None = None, val_tag: str | None = None,
+             lr_tag: str | None = None, list_tags: bool = False) -> None:
     """Check a recorded run for overfitting, instability, NaN, divergence and plateaus.
 
-    PATH is a run directory or a metrics.jsonl file (epoch records alone are enough, so
-    logs converted from other tools work too). Exits 0 whatever it finds.
+    PATH is a run directory or a metrics.jsonl file, a TensorBoard log directory or event
+    file, or a Lightning CSVLogger metrics.csv (docs/usage.md). Exits 0 whatever it finds.
     """
+    if list_tags:
+        print_tags(path, train_tag, val_tag, lr_tag)
+        return
     from cosinetui.diagnostics import diagnose as find_alerts
     from cosinetui.diagnostics import format_alerts
     from cosinetui.events import to_json
     from cosinetui.history import History
 
-    alerts = find_alerts(History.from_events(_read_events(path)))
+    alerts = find_alerts(History.from_events(_read_events(path, train_tag, val_tag, lr_tag)))
     if as_json:
         click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
     else:
         click.echo(format_alerts(alerts))
 
 
-def _read_events(path: str) -> list:
-    """The events of a metrics log; skipped lines are warned about, no records is an error."""
-    from cosinetui.store import RunDirError, read_log
-
-    try:
-        log = read_log(path)
-    except RunDirError as exc:
-        _fail(str(exc))
-    for problem in log.problems:
-        click.echo(f"warning: {problem}", err=True)
-    if not log.events:
-        _fail(f"{path}: no readable records (expected JSON lines with a \"type\" field)")
-    return log.events
+def _read_events(path: str, train: str | None = None, val: str | None = None, lr: str | None = None) -> list:
+    """The events of a run (any log the readers know); skipped records are warned about, no
+    records is an error."""
+    return read_events(path, train, val, lr)
 
 
 def _positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -190,18 +189,34 @@ def _guard(debug: bool, action) -> None:  # noqa: ANN001
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=str))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
-def show(run_dir: str, no_mouse: bool) -> None:
-    """Open a recorded run (finished, or a live one read-only) in the dashboard."""
+@tag_options
+def show(runs: tuple[str, ...], no_mouse: bool, train_tag: str | None = None, val_tag: str | None = None,
+         lr_tag: str | None = None, list_tags: bool = False) -> None:
+    """Open a recorded run (finished, or a live one read-only) in the dashboard.
+
+    A run is a run directory, a metrics.jsonl, a TensorBoard log or a Lightning metrics.csv.
+    With several, their loss and LR curves are overlaid and the epoch table has a tab a run.
+    """
+    if list_tags:
+        for path in runs:
+            if len(runs) > 1:
+                click.echo(f"{path}:")
+            print_tags(path, train_tag, val_tag, lr_tag)
+        return
     from cosinetui.session import ReplaySession
 
-    events = _read_events(run_dir)
+    loaded = [_read_events(path, train_tag, val_tag, lr_tag) for path in runs]
     if not sys.stdout.isatty():
-        _fail("show needs a terminal; for text output use: cosinetui diagnose " + run_dir)
+        _fail("show needs a terminal; for text output use: cosinetui diagnose " + runs[0])
+    if len(runs) > 1:
+        from cosinetui.ui.compare import run_compare
+
+        sys.exit(run_compare(list(zip(runs, loaded, strict=True)), mouse=not no_mouse))
     from cosinetui.ui.app import run_dashboard
 
-    sys.exit(run_dashboard(ReplaySession(events), mouse=not no_mouse))
+    sys.exit(run_dashboard(ReplaySession(loaded[0]), mouse=not no_mouse))
 
 
 @main.command()
@@ -256,3 +271,6 @@ def list_runs(root: str) -> None:
         click.echo(f"no runs under {root}/")
         return
     click.echo(format_table(rows))
+
+
+main.add_command(export)
