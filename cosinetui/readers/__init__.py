@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 
 from cosinetui.events import Finished, RunStarted, from_json
-from cosinetui.readers.scalars import ReaderError, Scalars, TagChoice, choose_tags, describe, to_events
+from cosinetui.readers.scalars import (
+    ReaderError,
+    Scalars,
+    TagChoice,
+    choose_tags,
+    describe,
+    to_events,
+)
 from cosinetui.store import METRICS, LogRead, RunDirError, read_log
 
 CSV_NAME = "metrics.csv"
