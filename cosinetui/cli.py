@@ -255,10 +255,13 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
 
 @main.command(name="ls")
 @click.option("--root", default="runs", show_default=True, help="Directory holding the runs.")
-def list_runs(root: str) -> None:
-    """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val."""
+@click.option("--sort", "sort_key", type=click.Choice(["age", "name", "state", "epochs", "best"]), default="age", show_default=True,
+              help="age: last written first; best: lowest best val first; epochs: most trained first.")
+def list_runs(root: str, sort_key: str = "age") -> None:
+    """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val,
+    the last alert raised and the time since the run last wrote to its log."""
     from cosinetui.remote import is_live
-    from cosinetui.runs import format_table, run_dirs, summarise
+    from cosinetui.runs import format_table, run_dirs, sort_rows, summarise
     from cosinetui.store import RunDirError
 
     rows = []
@@ -270,7 +273,7 @@ def list_runs(root: str) -> None:
     if not rows:
         click.echo(f"no runs under {root}/")
         return
-    click.echo(format_table(rows))
+    click.echo(format_table(sort_rows(rows, sort_key)))
 
 
 main.add_command(export)

@@ -193,7 +193,7 @@ def scripted_run(run_dir: Path) -> Path:
     run_dir.mkdir()
     log = MetricsLog(run_dir / "metrics.jsonl")
     sched = CosineSchedule([0.1], T_max=20, eta_min=1e-3)
-    log.write(RunStarted("scripted", str(run_dir), "cpu", "2.x", 10, 20, 50, "epoch", sched.state_dict()))
+    log.write(RunStarted(run_dir.name, str(run_dir), "cpu", "2.x", 10, 20, 50, "epoch", sched.state_dict()))
     train, val = overfitting_curve(20, 50)
     for e in range(20):
         losses = list(train[e * 50 : (e + 1) * 50])
@@ -253,3 +253,33 @@ def test_csv_export(tmp_path: Path):
     before = {a["kind"] for a in json.loads(cli("diagnose", str(run), "--json").output)}
     after = {a["kind"] for a in json.loads(cli("diagnose", str(out / "epochs.csv"), "--json").output)}
     assert "overfitting" in after and after <= before
+
+
+# --------------------------------------------------------------------------- ls
+
+
+def test_ls_shows_last_alert_and_age_and_sorts(tmp_path: Path, monkeypatch):
+    import os
+    import time
+
+    from cosinetui.events import Alert
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    old = scripted_run(root / "old")
+    new = scripted_run(root / "new")
+    log = MetricsLog(new / "metrics.jsonl")
+    log.write(Alert("overfitting", "warning", 12, "val rose", key="overfitting:12"))
+    log.close()
+    now = time.time()
+    os.utime(old / "metrics.jsonl", (now - 3 * 3600, now - 3 * 3600))
+    monkeypatch.chdir(tmp_path)
+    result = cli("ls")
+    assert result.exit_code == 0, result.output
+    header, first, second = result.output.splitlines()
+    assert "LAST ALERT" in header and "AGE" in header
+    assert "warning overfitting" in first and str(Path("runs/new")) in first
+    assert " 3h " in second and "finished" in second
+    by_name = cli("ls", "--sort", "name").output.splitlines()
+    assert "runs/new" in by_name[1] and "runs/old" in by_name[2]
+    assert cli("ls", "--sort", "age").output.splitlines()[1] == first
