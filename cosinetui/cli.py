@@ -223,11 +223,15 @@ def show(runs: tuple[str, ...], no_mouse: bool, train_tag: str | None = None, va
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=str))
 @click.option("--root", default="runs", show_default=True, help="Where to look for live runs without RUN_DIR.")
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
-def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
+@click.option("--web", is_flag=True, help="Serve the dashboard to a browser (textual-serve) instead of this terminal.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="--web: the port to serve on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="--web: the address to serve on; anyone who reaches it can steer the run.")
+def attach(run_dir: str | None, root: str, no_mouse: bool, web: bool = False, port: int = 8000,
+           host: str = "127.0.0.1") -> None:
     """Open the dashboard on a live run (default: the most recent one under --root).
 
     Pause, adjust, checkpoint and stop work as in-process; leaving (q, then detach) never
-    stops the run.
+    stops the run. With --web, the same dashboard is served on http://127.0.0.1:PORT.
     """
     from cosinetui.remote import AttachedSession, AttachError, live_runs
 
@@ -241,9 +245,15 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
         session.start()
     except AttachError as exc:
         _fail(str(exc))
-    if not sys.stdout.isatty():
+    if web:
+        session.close()  # each browser page attaches on its own
+        _serve_web(run_dir, host, port)
+        return
+    from cosinetui.ui.web import under_web_driver
+
+    if not sys.stdout.isatty() and not under_web_driver():
         session.close()
-        _fail("attach needs a terminal")
+        _fail("attach needs a terminal (or serve it to a browser: cosinetui attach --web)")
     from cosinetui.ui.app import run_dashboard
 
     try:
@@ -251,6 +261,21 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
     finally:
         session.close()
     sys.exit(max(code, 0))
+
+
+def _serve_web(run_dir: str, host: str, port: int) -> None:
+    from cosinetui.ui.web import LOOPBACK, WebError, serve
+
+    if host not in LOOPBACK:
+        click.echo(
+            f"warning: serving on {host}: anyone who can reach it can pause, change and stop "
+            "this run (the page has no login); prefer an SSH tunnel to 127.0.0.1",
+            err=True,
+        )
+    try:
+        serve(run_dir, host, port, echo=click.echo)
+    except WebError as exc:
+        _fail(str(exc))
 
 
 @main.command(name="ls")
