@@ -283,3 +283,34 @@ def test_ls_shows_last_alert_and_age_and_sorts(tmp_path: Path, monkeypatch):
     by_name = cli("ls", "--sort", "name").output.splitlines()
     assert "runs/new" in by_name[1] and "runs/old" in by_name[2]
     assert cli("ls", "--sort", "age").output.splitlines()[1] == first
+
+
+# --------------------------------------------------------------------------- show
+
+
+def test_show_opens_a_tensorboard_log_in_the_dashboard(tb_log: Path):
+    from tests.functional.conftest_ui import pilot_test
+
+    from cosinetui.readers import read_run
+    from cosinetui.session import ReplaySession
+    from cosinetui.ui.app import CosineApp
+
+    app = CosineApp(ReplaySession(read_run(tb_log).events))
+
+    @pilot_test
+    async def check() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.poll()
+            await pilot.pause()
+            assert app.epoch_table.row_count == 20
+            assert app.loss_plot.builds >= 1 and app.lr_plot.builds >= 1
+            assert app.history.alerts == {}  # nothing was recorded; the plots and table show
+
+    check()
+
+
+def test_show_several_runs_needs_a_terminal(tb_log: Path, lightning_csv: Path):
+    result = cli("show", str(tb_log), str(lightning_csv))
+    assert result.exit_code == 2 and "show needs a terminal" in result.output
+    tags = cli("show", str(tb_log), str(lightning_csv), "--list-tags")
+    assert tags.exit_code == 0 and tags.output.count("TAG") == 2
