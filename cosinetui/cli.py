@@ -58,8 +58,10 @@ def diagnose(path: str, as_json: bool, train_tag: str | None = None, val_tag: st
     from cosinetui.diagnostics import format_alerts
     from cosinetui.events import to_json
     from cosinetui.history import History
+    from cosinetui.readers import without_missing_train
 
-    alerts = find_alerts(History.from_events(_read_events(path, train_tag, val_tag, lr_tag)))
+    events = _read_events(path, train_tag, val_tag, lr_tag)
+    alerts = without_missing_train(find_alerts(History.from_events(events)), events)
     if as_json:
         click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
     else:

@@ -70,8 +70,10 @@ def export(run_dir: str, fmt: str, out: Path | None, batches: bool) -> None:
     from cosinetui.diagnostics import diagnose
     from cosinetui.export import ExportError, export_csv, export_tensorboard
     from cosinetui.history import History
+    from cosinetui.readers import without_missing_train
 
-    history = History.from_events(read_events(run_dir))
+    events = read_events(run_dir)
+    history = History.from_events(events)
     if out is None:
         base = Path(run_dir)
         out = (base if base.is_dir() else base.parent) / "export"
@@ -83,7 +85,7 @@ def export(run_dir: str, fmt: str, out: Path | None, batches: bool) -> None:
         else:
             if batches:
                 click.echo("note: --batches is for csv; the TensorBoard export always holds every batch", err=True)
-            export_tensorboard(history, diagnose(history), out)
+            export_tensorboard(history, without_missing_train(diagnose(history), events), out)
             click.echo(f"{out}\nview it with: tensorboard --logdir {out}")
     except (ExportError, OSError) as exc:
         _fail(str(exc))

@@ -35,6 +35,7 @@ __all__ = [
     "kind_of",
     "read_run",
     "read_scalars",
+    "without_missing_train",
 ]
 
 
@@ -135,6 +136,16 @@ def read_run(
     if recorded:
         events = _with_run_record(events, recorded[-1][1], problems)
     return LogRead(events, problems)
+
+
+def without_missing_train(alerts: list, events: list) -> list:
+    """The alerts less the "train loss is not a number" ones of a log that holds no train loss
+    at all (a val-only log): its epoch records carry NaN there for "not recorded"."""
+    start = events[0] if events and isinstance(events[0], RunStarted) else None
+    tags = (start.config or {}).get("tags") if start is not None and start.config else None
+    if not isinstance(tags, dict) or tags.get("train_step") or tags.get("train_epoch"):
+        return alerts
+    return [a for a in alerts if not (a.kind == "nan" and a.step is None and a.message.startswith("train loss"))]
 
 
 def _with_run_record(events: list, text: str, problems: list[str]) -> list:

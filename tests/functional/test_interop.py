@@ -289,11 +289,10 @@ def test_ls_shows_last_alert_and_age_and_sorts(tmp_path: Path, monkeypatch):
 
 
 def test_show_opens_a_tensorboard_log_in_the_dashboard(tb_log: Path):
-    from tests.functional.conftest_ui import pilot_test
-
     from cosinetui.readers import read_run
     from cosinetui.session import ReplaySession
     from cosinetui.ui.app import CosineApp
+    from tests.functional.conftest_ui import pilot_test
 
     app = CosineApp(ReplaySession(read_run(tb_log).events))
 
@@ -314,3 +313,12 @@ def test_show_several_runs_needs_a_terminal(tb_log: Path, lightning_csv: Path):
     assert result.exit_code == 2 and "show needs a terminal" in result.output
     tags = cli("show", str(tb_log), str(lightning_csv), "--list-tags")
     assert tags.exit_code == 0 and tags.output.count("TAG") == 2
+
+
+def test_a_log_with_only_a_val_loss(tmp_path: Path):
+    log = tmp_path / "metrics.csv"
+    rows = [(0, 9, 1.0), (1, 19, 0.8), (2, 29, 0.85), (3, 39, 0.9), (4, 49, 1.0)]
+    log.write_text("epoch,step,val_loss\n" + "".join(f"{e},{s},{v}\n" for e, s, v in rows))
+    result = cli("diagnose", str(log), "--json")
+    assert result.exit_code == 0, result.output
+    assert "nan" not in [a["kind"] for a in json.loads(result.output)]  # missing is not NaN
