@@ -7,11 +7,12 @@ raw scalar series of another tool's log (for ``--list-tags``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
-from cosinetui.events import Finished, RunStarted, from_json
+from cosinetui.events import EpochEnd, Finished, RunStarted, from_json
 from cosinetui.readers.scalars import (
     ReaderError,
     Scalars,
@@ -87,8 +88,8 @@ def kind_of(path: str | os.PathLike[str]) -> tuple[str, Path]:
         return kind_of(below[0])
     if not below:
         raise ReaderError(
-            f"{path}: not a run: expected a cosinetui run directory ({METRICS}), a TensorBoard "
-            f"log directory (events.out.tfevents.*) or a Lightning log ({CSV_NAME})"
+            f"{path}: no {METRICS}, and no TensorBoard event files (events.out.tfevents.*) or "
+            f"Lightning {CSV_NAME} in it or below it: not a run"
         )
     listed = "\n  ".join(str(d) for d in below[:20])
     more = f"\n  ... and {len(below) - 20} more" if len(below) > 20 else ""
@@ -164,8 +165,19 @@ def _with_run_record(events: list, text: str, problems: list[str]) -> list:
         return events
     middle = [e for e in recorded if e.type == "schedule"]
     ends = [e for e in recorded if isinstance(e, Finished) or e.type == "failed"]
-    body = [e for e in events if not isinstance(e, RunStarted)]
+    body = [_as_recorded(e) for e in events if not isinstance(e, RunStarted)]
     return [starts[-1], *middle, *body, *ends]
+
+
+def _as_recorded(event):  # noqa: ANN001, ANN202
+    """An epoch record of an export with its fields and metric names as the run had them."""
+    if not isinstance(event, EpochEnd):
+        return event
+    metrics = dict(event.metrics)
+    seconds = metrics.pop("epoch/seconds", event.seconds)
+    lr = metrics.pop("epoch/lr", event.lr)
+    metrics = {k.removeprefix("metrics/"): v for k, v in metrics.items()}
+    return dataclasses.replace(event, seconds=seconds, lr=lr, metrics=metrics)
 
 
 __all__ += ["RunDirError"]

@@ -232,6 +232,8 @@ def test_tensorboard_export_round_trips_the_alerts(tmp_path: Path):
     b = History.from_events(read_run(out).events)
     assert list(a.losses)[:300] == list(b.losses)[:300] and list(a.lrs) == list(b.lrs)
     assert [e.val_loss for e in a.epochs] == [e.val_loss for e in b.epochs]
+    assert [(e.seconds, e.metrics, e.lr, e.step) for e in a.epochs] == [
+        (e.seconds, e.metrics, e.lr, e.step) for e in b.epochs]
     assert a.run.epochs == b.run.epochs and a.state == b.state == "finished"
     again = cli("export", str(run), "--format", "tensorboard")
     assert again.exit_code == 2 and "already holds TensorBoard event files" in again.output
