@@ -27,15 +27,22 @@ def compare_app() -> CompareApp:
     return CompareApp([Run.of("baseline", variant(1.0, 0.0, 12)), Run.of("lr-half", variant(0.5, 0.2, 16))])
 
 
+async def settle(pilot) -> None:
+    # The plots are drawn after the first refresh, and a tab's underline slides: let both end.
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
 def test_compare_80x24(snap_compare):
-    assert snap_compare(compare_app(), terminal_size=(80, 24))
+    assert snap_compare(compare_app(), terminal_size=(80, 24), run_before=settle)
 
 
 def test_compare_120x36_train_loss_in_second_tab(snap_compare):
     async def switch(pilot) -> None:
         await pilot.press("t")
         pilot.app.query_one("TabbedContent").active = "run-1"
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(compare_app(), terminal_size=(120, 36), run_before=switch)
 
