@@ -20,8 +20,10 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext.plot import Plot
 
-from cosinetui.events import Event
+from cosinetui.diagnostics import diagnose
+from cosinetui.events import Alert, Event
 from cosinetui.history import History, Series, decimate
+from cosinetui.readers import without_missing_train
 from cosinetui.ui.format import fmt_loss
 from cosinetui.ui.series import Envelope, log10_series, used_lr_series
 from cosinetui.ui.widgets.epoch_table import EpochTable
@@ -40,10 +42,12 @@ RICH_COLORS = tuple(f"color({n})" for n in ANSI)
 class Run:
     name: str
     history: History
+    alerts: list[Alert]  # the diagnostics' verdict (other tools' logs record none)
 
     @classmethod
     def of(cls, name: str, events: list[Event]) -> Run:
-        return cls(name, History.from_events(events))
+        history = History.from_events(events)
+        return cls(name, history, without_missing_train(diagnose(history), events))
 
 
 def style_of(index: int) -> tuple[int, str, str]:
@@ -109,9 +113,9 @@ def summary_line(index: int, run: Run) -> Text:
     text.append(f"  {h.epochs_done}/{h.total_epochs or h.epochs_done} epochs")
     if best is not None and best.val_loss is not None:
         text.append(f"  best val {fmt_loss(best.val_loss)} (epoch {best.epoch})")
-    alerts = h.active_alerts()
-    if alerts:
-        text.append(f"  {alerts[0].severity} {alerts[0].kind}", style="yellow")
+    if run.alerts:
+        last = run.alerts[-1]
+        text.append(f"  {last.severity} {last.kind}", style="yellow")
     return text
 
 
@@ -190,11 +194,9 @@ class CompareApp(App[int]):
 
 
 def names_for(paths: list[str], runs: list[Run]) -> list[str]:
-    """Each run's recorded name, or the path given when names repeat."""
+    """Each run's recorded name, or the path given for runs whose names repeat."""
     names = [r.name for r in runs]
-    if len(set(names)) == len(names):
-        return names
-    return list(paths)
+    return [path if names.count(name) > 1 else name for name, path in zip(names, paths, strict=True)]
 
 
 def run_compare(loaded: list[tuple[str, list[Event]]], *, mouse: bool = True) -> int:

@@ -57,5 +57,5 @@ def test_each_run_keeps_its_colour_and_marker():
 
 
 def test_repeated_names_fall_back_to_paths():
-    runs = [Run.of("x", variant(1.0, 0.0, 2)), Run.of("x", variant(1.0, 0.0, 2))]
-    assert names_for(["runs/a", "runs/b"], runs) == ["runs/a", "runs/b"]
+    runs = [Run.of("x", variant(1.0, 0.0, 2)), Run.of("y", variant(1.0, 0.0, 2)), Run.of("x", variant(1.0, 0.0, 2))]
+    assert names_for(["runs/a", "runs/b", "runs/c"], runs) == ["runs/a", "y", "runs/c"]
