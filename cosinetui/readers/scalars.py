@@ -178,8 +178,10 @@ class _Epochs:
         return bisect_left(self.ends, step)  # len(ends): after the last end, in progress
 
     def of_epoch_value(self, step: int) -> int:
+        """The epoch a per-epoch value at ``step`` belongs to; len(ends) for none."""
         if self.even:
-            return self.ends.index(step)
+            i = bisect_left(self.ends, step)
+            return i if i < len(self.ends) and self.ends[i] == step else len(self.ends)
         return self.of(step)
 
 
@@ -260,10 +262,7 @@ def _metrics(scalars: Scalars, choice: TagChoice, epochs: _Epochs, n: int) -> di
     for tag, points in scalars.series.items():
         if tag in chosen or tag.lower() in EPOCH_NAMES or kept >= MAX_METRICS or not n:
             continue
-        try:
-            at = [epochs.of_epoch_value(s) for s, _ in points]
-        except ValueError:
-            continue
+        at = [epochs.of_epoch_value(s) for s, _ in points]
         if len(set(at)) != len(at) or any(e >= n for e in at):
             continue
         kept += 1

@@ -13,6 +13,7 @@ import struct
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -46,6 +47,8 @@ def tb_log(tmp_path_factory) -> Path:
             writer.add_scalar("lr", 0.05 * (1 + math.cos(math.pi * step / len(train))), step)
         for e, loss in enumerate(val):
             writer.add_scalar("val/loss", loss, 10 * e + 9)  # at the step of the epoch's last batch
+            writer.add_histogram("weights", np.linspace(-1, 1, 50) * (e + 1), 10 * e + 9)  # skipped
+        writer.add_text("notes", "not a scalar", 0)
     return root
 
 
@@ -324,3 +327,25 @@ def test_a_log_with_only_a_val_loss(tmp_path: Path):
     result = cli("diagnose", str(log), "--json")
     assert result.exit_code == 0, result.output
     assert "nan" not in [a["kind"] for a in json.loads(result.output)]  # missing is not NaN
+
+
+def test_a_messy_csv_reads_what_it_can(tmp_path: Path):
+    log = tmp_path / "metrics.csv"
+    log.write_text(
+        "epoch,step,train_loss,val_loss\n"
+        "0,0,1.0,\n"
+        "0,x,2.0,\n"  # no integer step: skipped with a warning
+        "0,1,abc,\n"  # not a number: that cell is empty
+        "0,1,0.9,1.1,extra\n"
+        "1,2,0.8,\n"
+        "1,3,0.7,1.0\n"
+    )
+    result = cli("diagnose", str(log))
+    assert result.exit_code == 0, result.output
+    assert "metrics.csv:3: skipped: no integer step" in result.output
+    from cosinetui.history import History
+    from cosinetui.readers import read_run
+
+    history = History.from_events(read_run(log).events)
+    assert history.epochs_done == 2 and list(history.losses) == [1.0, 0.9, 0.8, 0.7]
+    assert [e.val_loss for e in history.epochs] == [1.1, 1.0]

@@ -83,8 +83,13 @@ def test_val_logged_with_epoch_as_step_splits_batches_evenly():
         "Loss/val": [(e, 0.5) for e in range(3)],
         "learning_rate": [(i, 0.1) for i in range(30)],
     }
+    s.series["train_loss_epoch"] = [(7, 1.0)]  # at no epoch's step: left out, not an error
+    s.series["acc"] = [(e, 0.9) for e in range(3)]
     events = to_events(s, choose_tags(s))
-    assert [e.step for e in events if isinstance(e, EpochEnd)] == [10, 20, 30]
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.step for e in epochs] == [10, 20, 30]
+    assert [e.train_loss for e in epochs] == [1.0, 1.0, 1.0]  # the batches' mean
+    assert [e.metrics for e in epochs] == [{"acc": 0.9}] * 3
 
 
 def test_per_epoch_train_tag_is_recognised_by_its_count():
