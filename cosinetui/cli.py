@@ -34,7 +34,9 @@ def main(ctx: click.Context) -> None:
       cosinetui run exp.py --detach  train in the background
       cosinetui attach               the dashboard on a live run
       cosinetui ls                   runs and their state
-      cosinetui diagnose runs/NAME   warnings for a recorded run
+      cosinetui diagnose runs/NAME   warnings (also of TensorBoard, Lightning logs)
+      cosinetui show A B             recorded runs, compared
+      cosinetui export runs/NAME     as CSV or TensorBoard event files
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(run)

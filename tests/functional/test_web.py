@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -176,14 +177,14 @@ def test_browser_shows_the_dashboard_and_a_key_pauses_the_run(live_run: Path, tm
         browser = subprocess.Popen(
             [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
              "--window-size=1280,900", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        active = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (active.exists() and active.read_text().strip()):
-            assert browser.poll() is None and time.monotonic() < deadline, "Chromium did not start"
-            time.sleep(0.1)
-        devtools_port = int(active.read_text().split()[0])
+        line = ""
+        while "DevTools listening on" not in line:  # Chromium says where its protocol is
+            line = read_line(browser, browser.stderr)
+            assert line, "Chromium ended before serving DevTools"
+        devtools_port = int(line.split("ws://127.0.0.1:")[1].split("/")[0])
+        threading.Thread(target=browser.stderr.read, daemon=True).start()  # never let it block
         session.start()
 
         async def check(tools: DevTools) -> None:
