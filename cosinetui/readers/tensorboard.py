@@ -17,7 +17,6 @@ from pathlib import Path
 from cosinetui.readers.scalars import ReaderError, Scalars, run_name
 
 EXTRA_HINT = "reading TensorBoard logs needs the tensorboard package: pip install 'cosinetui[tensorboard]'"
-MAX_DEPTH = 4  # directories below the given one searched for event files
 
 
 def is_event_file(path: Path) -> bool:
@@ -31,36 +30,15 @@ def _event_files_in(directory: Path) -> list[Path]:
         return []
 
 
-def run_dirs(root: Path) -> list[Path]:
-    """Directories under ``root`` (itself included) that hold event files, without following
-    symlinks, at most MAX_DEPTH levels down."""
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        here = Path(dirpath)
-        depth = len(here.relative_to(root).parts)
-        dirnames[:] = sorted(d for d in dirnames if not (here / d).is_symlink())
-        if depth >= MAX_DEPTH:
-            dirnames[:] = []
-        if _event_files_in(here):
-            found.append(here)
-    return found
-
-
 def event_files(path: Path) -> list[Path]:
-    """The event files of one run: ``path`` itself, or the event files directly in it, or
-    those of the single directory below it that has any (several: the user picks one)."""
+    """The event files of one run: ``path`` itself, or the event files directly in it (in
+    name order, which is the order they were written)."""
     if path.is_file():
         return [path]
-    direct = _event_files_in(path)
-    if direct:
-        return direct
-    runs = run_dirs(path)
-    if not runs:
+    found = _event_files_in(path)
+    if not found:
         raise ReaderError(f"{path}: no TensorBoard event files (events.out.tfevents.*) in it")
-    if len(runs) > 1:
-        listed = "\n  ".join(str(r) for r in runs[:20])
-        raise ReaderError(f"{path} holds {len(runs)} TensorBoard runs; name one of them:\n  {listed}")
-    return _event_files_in(runs[0])
+    return found
 
 
 def valid_records(path: Path, masked_crc32c) -> tuple[int, str]:  # noqa: ANN001
