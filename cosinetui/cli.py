@@ -94,6 +94,12 @@ def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
+def _run_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")):
+        raise click.BadParameter(f"a run name cannot hold / or \\ (it names a directory under runs/), got {value!r}")
+    return value
+
+
 def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
     options = [
         click.option("--headless", is_flag=True, help="Plain line output, no dashboard (automatic when stdout is not a terminal)."),
@@ -118,9 +124,9 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
 @click.option("--eta-min", type=click.FloatRange(min=0), help="Floor of the cosine.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Linear warmup, in scheduler steps.")
 @click.option("--interval", type=click.Choice(["epoch", "batch"]), help="Step the schedule once per epoch or once per batch.")
-@click.option("--seed", type=int, help="Seed for torch's and Python's RNGs.")
+@click.option("--seed", type=click.IntRange(-(2**63), 2**64 - 1), help="Seed for torch's and Python's RNGs.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Directory for this run (default: runs/<name>-<time>).")
-@click.option("--name", help="Run name (default: the experiment's).")
+@click.option("--name", callback=_run_name, help="Run name (default: the experiment's).")
 @_training_options
 def run(target: str | None = None, entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
         eta_min: float | None = None, warmup: int | None = None, interval: str | None = None, seed: int | None = None,
@@ -155,9 +161,9 @@ def _start(config: dict, **kwargs) -> int:  # noqa: ANN003
 def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: ANN003
     """Continue RUN_DIR from its checkpoint, appending to its metrics log."""
     def go() -> int:
-        from cosinetui.store import read_config
+        from cosinetui.launch import read_resume_config
 
-        config = read_config(run_dir)
+        config = read_resume_config(run_dir)  # the user's own and usable; nothing runs yet
         before = config["overrides"].get("epochs")
         if epochs is not None:
             config["overrides"]["epochs"] = epochs
@@ -289,16 +295,18 @@ def _serve_web(run_dir: str, host: str, port: int) -> None:
 def list_runs(root: str, sort_key: str = "age") -> None:
     """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val,
     the last alert raised and the time since the run last wrote to its log."""
-    from cosinetui.remote import is_live
-    from cosinetui.runs import format_table, run_dirs, sort_rows, summarise
+    from cosinetui.runs import format_table, is_running, run_dirs, sort_rows, summarise
     from cosinetui.store import RunDirError
 
     rows = []
-    for d in run_dirs(root):
+    unreadable: list[str] = []
+    for d in run_dirs(root, unreadable):
         try:
-            rows.append(summarise(d, live=is_live(d, timeout=0.2)))
+            rows.append(summarise(d, live=is_running(d)))
         except RunDirError as exc:
             click.echo(f"warning: {exc}", err=True)
+    for what in unreadable:
+        click.echo(f"warning: {what}; skipped", err=True)
     if not rows:
         click.echo(f"no runs under {root}/")
         return

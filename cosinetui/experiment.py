@@ -87,12 +87,32 @@ class Experiment:
             raise ExperimentError(f"T_mult must be an integer >= 1, got {self.T_mult!r}")
         if self.cycle is not None and (not isinstance(self.cycle, int) or self.cycle < 1):
             raise ExperimentError(f"cycle must be a positive integer, got {self.cycle!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise ExperimentError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**64
+        ):
+            raise ExperimentError(f"seed must be an integer in [-2**63, 2**64) or None, got {self.seed!r}")
+        if (
+            not isinstance(self.name, str)
+            or not self.name.strip()
+            or self.name in (".", "..")
+            or any(c in self.name for c in "/\\\0")
+        ):
+            # The name becomes a directory under runs/: a separator would write elsewhere.
+            raise ExperimentError(f"name must be a non-empty name without / or \\, got {self.name!r}")
         for name, fn in self.metrics.items():
             if not callable(fn):
                 raise ExperimentError(f"metric {name!r} must be callable(outputs, targets)")
         self.schedule_length()
+
+    def check_floor(self, optimizer: torch.optim.Optimizer) -> None:
+        """eta_min must not exceed any group's peak LR: the check live adjustments make too."""
+        from cosinetui.cosine import check_floor
+
+        peaks = tuple(float(g["lr"]) for g in optimizer.param_groups)
+        try:
+            check_floor((float(self.eta_min),) * len(peaks), peaks, "the peak LR")
+        except ValueError as exc:
+            raise ExperimentError(str(exc)) from None
 
     def schedule_length(self) -> int:
         """T_max of the run's schedule in scheduler steps; ExperimentError if it cannot be."""

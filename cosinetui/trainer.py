@@ -64,6 +64,9 @@ class TrainerOptions:
     on_nan: str = "pause"  # pause | stop | continue
     checkpoint_every: int = 1  # epochs; 0 = only on stop/pause/signal/end
     resume: bool = False
+    # Written to config.json once the run is certain to start (its checkpoint loaded), so a
+    # refused start leaves the recorded settings as they were; None: keep the file as it is.
+    config: dict[str, Any] | None = None
 
 
 class _StopTraining(Exception):
@@ -126,7 +129,7 @@ class Trainer:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.log = store.MetricsLog(self.run_dir / store.METRICS)
-        except OSError as exc:
+        except (OSError, store.RunDirError) as exc:
             event = Failed(0, 0, f"cannot write the run directory: {exc}")
             for listener in self.listeners:
                 listener(event)
@@ -149,6 +152,7 @@ class Trainer:
         self.model = exp.model.to(self.device)
         self.optimizer = exp.make_optimizer()
         exp.validate()
+        exp.check_floor(self.optimizer)
         steps_per_epoch = _len_or_zero(exp.train_data)
         t_max = exp.schedule_length()
         self.scheduler = AdjustableCosineLR(
@@ -168,6 +172,11 @@ class Trainer:
             # continue from it instead of starting blind (alerts already raised stay quiet).
             self.history.extend(store.read_log(self.run_dir).events)
             self.monitor.update(self.history)
+        config = self.opts.config
+        if config is not None:
+            store.write_config(self.run_dir, config)
+        elif (self.run_dir / store.CONFIG).exists():
+            config = store.read_config(self.run_dir)
         self._emit(
             RunStarted(
                 run_name=exp.name,
@@ -179,7 +188,7 @@ class Trainer:
                 steps_per_epoch=steps_per_epoch,
                 interval=exp.interval,
                 schedule=self.scheduler.state_dict(),
-                config=store.read_config(self.run_dir) if (self.run_dir / store.CONFIG).exists() else {},
+                config=config or {},
                 start_epoch=self.epoch,
                 global_step=self.step,
                 time=time.time(),

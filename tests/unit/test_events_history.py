@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosinetui import store
+from cosinetui.cosine import CosineSchedule
 from cosinetui.events import (
     COMMAND_TYPES,
     AdjustSchedule,
@@ -31,7 +32,7 @@ from cosinetui.events import (
 from cosinetui.headless import Printer, format_event
 from cosinetui.history import History, decimate, ema
 
-SCHED = {"version": 1, "step": 0, "base_lrs": [0.1], "segments": []}
+SCHED = CosineSchedule([0.1], 3).state_dict()
 
 SAMPLES = [
     RunStarted("r", "runs/r", "cpu", "2.13", 10, 3, 4, "epoch", SCHED, {"a": 1}, 0, 0, 1.5),
