@@ -197,7 +197,10 @@ def test_signal_stops_after_the_batch_checkpoints_and_resumes(tmp_path, sig):
 
 def test_resume_errors_are_clear(tmp_path):
     out = cli("resume", str(tmp_path / "nothing"))
-    assert out.returncode == 2 and "not a cosinetui run directory" in out.stderr
+    assert out.returncode == 2 and "no such directory" in out.stderr
+    (tmp_path / "empty").mkdir(mode=0o700)
+    out = cli("resume", str(tmp_path / "empty"))
+    assert out.returncode == 2 and "config.json" in out.stderr
 
 
 def test_loading_seeds_model_initialisation():
