@@ -42,7 +42,9 @@ class BatchChunk:
     """Per-batch training losses and LRs (group 0), sent in chunks, never one per batch.
 
     ``first_step`` is the global batch index (0-based, counted across epochs) of ``losses[0]``.
-    A NaN in ``losses`` is a non-finite batch loss.
+    A NaN in ``losses`` is a non-finite batch loss. ``scalars`` holds per-batch values the
+    loop logged by name (``run.log`` in ``track()``), each list aligned with ``losses``, NaN
+    where a batch did not log that name; omitted from the JSON when empty.
     """
 
     type: ClassVar[str] = "batches"
@@ -51,6 +53,7 @@ class BatchChunk:
     losses: tuple[float, ...]
     lrs: tuple[float, ...]
     batches_in_epoch: int = 0  # batches done in this epoch after the chunk
+    scalars: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,10 @@ def to_json(obj: Event | Command) -> dict[str, Any]:
     """A JSON-ready dict: ``{"type": ..., **fields}`` with non-finite floats as None."""
     out: dict[str, Any] = {"type": obj.type}
     for f in dataclasses.fields(obj):
-        out[f.name] = _clean(getattr(obj, f.name))
+        value = getattr(obj, f.name)
+        if f.name == "scalars" and not value:
+            continue  # optional: absent when the loop logged no per-batch scalars
+        out[f.name] = _clean(value)
     return out
 
 
@@ -254,6 +260,11 @@ _CHECKS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
         "an object of numbers",
     ),
+    "dict[str, list[float]]": (
+        lambda v: isinstance(v, dict)
+        and all(isinstance(c, list) and all(x is None or _is_number(x) for x in c) for c in v.values()),
+        "an object of lists of numbers",
+    ),
     "tuple[float, ...]": (
         lambda v: isinstance(v, list) and all(x is None or _is_number(x) for x in v),
         "a list of numbers",
@@ -275,6 +286,8 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             value = tuple(math.nan if v is None else float(v) for v in value or ())
         elif f.name in _NAN_FIELDS and value is None:
             value = math.nan
+        elif f.name == "scalars":
+            value = {str(k): [math.nan if x is None else float(x) for x in c] for k, c in value.items()}
         elif f.name == "metrics" and isinstance(value, dict):
             value = {k: math.nan if v is None else v for k, v in value.items()}
         kwargs[f.name] = value
