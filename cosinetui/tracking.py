@@ -254,9 +254,10 @@ class Run:
             self._scalars = {}
         self._scalars[str(name)] = value.detach() if isinstance(value, torch.Tensor) else float(value)
 
-    def log_batch(self, loss: Any, batch_size: int = 1) -> None:
+    def log_batch(self, loss: Any, batch_size: int = 1, *, lr: float | None = None) -> None:
         """Record one batch's loss (weighted by ``batch_size`` in the epoch's mean) and apply
-        any commands: a pause blocks here, a stop raises RunStopped."""
+        any commands: a pause blocks here, a stop raises RunStopped. ``lr``: the batch's LR
+        when it is not group 0's at the optimizer's last step (recorded by default)."""
         if not self._in_epoch:
             self._begin_epoch()
         if isinstance(loss, torch.Tensor):
@@ -264,7 +265,7 @@ class Run:
                 raise TrackError(f"log_batch needs a scalar loss, got a tensor of shape {tuple(loss.shape)}")
             # On the CPU reading the value stalls nothing; elsewhere it waits for the chunk.
             loss = loss.item() if loss.device.type == "cpu" else loss.detach()
-        self._buffer.add(loss, self._batch_lr(), batch_size, self._scalars)
+        self._buffer.add(loss, self._batch_lr() if lr is None else lr, batch_size, self._scalars)
         self._scalars = None
         self.step += 1
         self.batch_in_epoch += 1

@@ -165,3 +165,74 @@ def test_lightning_callback_records_a_failure(short_dir):
         trainer.fit(Broken(), loader)
     last = store.read_log(short_dir / "f").events[-1]
     assert isinstance(last, Failed) and "broken step" in last.error
+
+
+# --------------------------------------------------------------------------- Transformers
+
+
+def tiny_gpt2_trainer(out_dir: Path, epochs: int, callback, **args):
+    transformers = pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+    from cosinetui.schedule import AdjustableCosineLR
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(config)  # random weights: nothing is downloaded
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randint(0, 32, (12,), generator=g) for _ in range(16)]
+    train = [{"input_ids": r, "labels": r} for r in rows[:12]]
+    val = [{"input_ids": r, "labels": r} for r in rows[12:]]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = AdjustableCosineLR(opt, T_max=epochs * 3)
+    training_args = transformers.TrainingArguments(
+        output_dir=str(out_dir / "hf"), num_train_epochs=epochs, per_device_train_batch_size=4,
+        per_device_eval_batch_size=4, logging_steps=1, eval_strategy="epoch", save_strategy="no",
+        report_to=[], use_cpu=True, disable_tqdm=True, **args,
+    )
+    return transformers.Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=val,
+                                optimizers=(opt, sched), callbacks=[callback])
+
+
+def test_transformers_callback_pause_adjust_stop(short_dir):
+    pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    from cosinetui.integrations.transformers import CosineTUICallback
+
+    started = threading.Event()
+    callback = CosineTUICallback(run_dir=short_dir / "hf-run", name="hf", lines=False)
+
+    from transformers import TrainerCallback
+
+    class Started(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            started.set()
+
+    trainer = tiny_gpt2_trainer(short_dir, 1000, callback)
+    trainer.add_callback(Started())
+    thread, outcome = run_in_thread(trainer.train)
+    changed, chunk, end = steer(short_dir / "hf-run", started, outcome)
+    thread.join(TIMEOUT)
+    assert outcome.get("returned"), outcome.get("error")
+    assert trainer.state.global_step < 1000 * 3
+    assert changed.lrs[0] == pytest.approx(1e-4)
+    assert max(chunk.lrs) <= 1e-4 + 1e-12  # the Trainer steps the adjusted scheduler
+    assert end.reason == "stopped"
+    events = store.read_log(short_dir / "hf-run").events
+    batches = [e for e in events if isinstance(e, BatchChunk)]
+    steps = sum(len(b.losses) for b in batches)
+    assert steps == end.step  # one loss per optimizer step (logging_steps=1)
+    assert isinstance(events[-1], Finished)
+
+
+def test_transformers_callback_records_epochs_with_eval_loss(short_dir):
+    pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    from cosinetui.integrations.transformers import CosineTUICallback
+
+    trainer = tiny_gpt2_trainer(short_dir, 2, CosineTUICallback(run_dir=short_dir / "hf2", lines=False))
+    trainer.train()
+    events = store.read_log(short_dir / "hf2").events
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert all(e.val_loss is not None and e.step == 3 * e.epoch for e in epochs)
+    first = events[0]
+    assert first.steps_per_epoch == 3 and first.epochs == 2 and first.schedule
+    assert isinstance(events[-1], Finished) and events[-1].reason == "completed"
