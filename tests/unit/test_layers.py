@@ -20,6 +20,9 @@ DOMAIN = [
     "cosinetui.session",
     "cosinetui.headless",
     "cosinetui.demos",
+    "cosinetui.tracking",
+    "cosinetui.recorder",
+    "cosinetui.scripts",
 ]
 
 
