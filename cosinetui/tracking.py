@@ -151,6 +151,7 @@ class Run:
         self._server: Any = None
         self._from_cli = False
         self._step_lr: float | None = None
+        self._read_cpu = True  # False: CPU losses take the device path too (tests)
         self._hooks: list[Any] = []
         self.recorder: Recorder | None = None
 
@@ -264,7 +265,7 @@ class Run:
             if loss.numel() != 1:
                 raise TrackError(f"log_batch needs a scalar loss, got a tensor of shape {tuple(loss.shape)}")
             # On the CPU reading the value stalls nothing; elsewhere it waits for the chunk.
-            loss = loss.item() if loss.device.type == "cpu" else loss.detach()
+            loss = loss.item() if self._read_cpu and loss.device.type == "cpu" else loss.detach()
         self._buffer.add(loss, self._batch_lr() if lr is None else lr, batch_size, self._scalars)
         self._scalars = None
         self.step += 1

@@ -186,6 +186,26 @@ def test_mean_train_loss_is_sample_weighted(short_dir):
     assert epoch.train_loss == pytest.approx((3 * 1.0 + 4.0) / 4)
 
 
+def test_device_loss_path_records_the_same_run(short_dir, monkeypatch):
+    """Losses kept as tensors until the chunk is flushed (the CUDA/MPS path, forced on the
+    CPU) give the same log as losses read at once."""
+    import cosinetui.tracking as tracking
+
+    nano_loop.train(2, run_dir=short_dir / "host")
+    real_start = tracking.Run.start
+
+    def device_path(self):
+        real_start(self)
+        self._read_cpu = False
+
+    monkeypatch.setattr(tracking.Run, "start", device_path)
+    nano_loop.train(2, run_dir=short_dir / "device")
+    host = History.from_events(store.read_log(short_dir / "host").events)
+    device = History.from_events(store.read_log(short_dir / "device").events)
+    assert list(device.losses) == list(host.losses) and len(host.losses) > 0
+    assert [e.train_loss for e in device.epochs] == [e.train_loss for e in host.epochs]
+
+
 def test_script_headless_lines_and_sigint(short_dir):
     """Run as a plain script: headless lines on stdout; Ctrl+C stops after a checkpoint with
     130 and the resume command."""
