@@ -42,9 +42,9 @@ class BatchChunk:
     """Per-batch training losses and LRs (group 0), sent in chunks, never one per batch.
 
     ``first_step`` is the global batch index (0-based, counted across epochs) of ``losses[0]``.
-    A NaN in ``losses`` is a non-finite batch loss. ``scalars`` holds per-batch values the
-    loop logged by name (``run.log`` in ``track()``), each list aligned with ``losses``, NaN
-    where a batch did not log that name; omitted from the JSON when empty.
+    A NaN in ``losses`` is a non-finite batch loss. ``scalars`` holds other per-batch values
+    by name (``grad_norm`` with ``max_grad_norm``, values a loop logs itself), each list
+    aligned with ``losses``: NaN where a batch did not record that name.
     """
 
     type: ClassVar[str] = "batches"
@@ -66,7 +66,9 @@ class EpochEnd:
     seconds: float = 0.0
     samples_per_s: float = 0.0
     step: int = 0  # global batches trained when the epoch ended
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # validation metrics
+    # Epoch means of the per-batch scalars (BatchChunk.scalars), by the same names.
+    train_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,8 @@ COMMAND_TYPES: dict[str, type] = {
 
 # Fields whose JSON null means "not a number" rather than "absent".
 _NAN_FIELDS = {"train_loss", "lr"}
+# Optional fields left out of the JSON when empty, so logs without them keep their old shape.
+_OMIT_EMPTY = {"scalars", "train_metrics"}
 
 
 def _clean(value: Any) -> Any:
@@ -233,8 +237,8 @@ def to_json(obj: Event | Command) -> dict[str, Any]:
     out: dict[str, Any] = {"type": obj.type}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if f.name == "scalars" and not value:
-            continue  # optional: absent when the loop logged no per-batch scalars
+        if f.name in _OMIT_EMPTY and not value:
+            continue
         out[f.name] = _clean(value)
     return out
 
@@ -260,16 +264,20 @@ _CHECKS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
         "an object of numbers",
     ),
-    "dict[str, list[float]]": (
-        lambda v: isinstance(v, dict)
-        and all(isinstance(c, list) and all(x is None or _is_number(x) for x in c) for c in v.values()),
-        "an object of lists of numbers",
-    ),
     "tuple[float, ...]": (
         lambda v: isinstance(v, list) and all(x is None or _is_number(x) for x in v),
         "a list of numbers",
     ),
+    "dict[str, list[float]]": (
+        lambda v: isinstance(v, dict)
+        and all(isinstance(xs, list) and all(x is None or _is_number(x) for x in xs) for xs in v.values()),
+        "an object of lists of numbers",
+    ),
 }
+
+
+def _nan_list(values: Any) -> list[float]:
+    return [math.nan if v is None else float(v) for v in values]
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
@@ -286,10 +294,14 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             value = tuple(math.nan if v is None else float(v) for v in value or ())
         elif f.name in _NAN_FIELDS and value is None:
             value = math.nan
-        elif f.name == "scalars":
-            value = {str(k): [math.nan if x is None else float(x) for x in c] for k, c in value.items()}
-        elif f.name == "metrics" and isinstance(value, dict):
+        elif f.name in ("metrics", "train_metrics") and isinstance(value, dict):
             value = {k: math.nan if v is None else v for k, v in value.items()}
+        elif f.name == "scalars":
+            value = {k: _nan_list(v) for k, v in value.items()}
+            n = len(data.get("losses") or ())
+            for name, xs in value.items():
+                if len(xs) != n:
+                    raise TypeError(f"scalars[{name!r}] has {len(xs)} values for {n} losses")
         kwargs[f.name] = value
     return cls(**kwargs)
 

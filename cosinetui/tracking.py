@@ -145,6 +145,7 @@ class Run:
         self._signal: int | None = None
         self._old_handlers: dict[int, Any] = {}
         self._epoch_loss_sum, self._epoch_samples, self._epoch_trained = 0.0, 0, 0
+        self._epoch_scalars: dict[str, list[float]] = {}  # name -> [weighted sum, weight]
         self._epoch_rng: dict[str, Any] | None = None
         self._epoch_started = 0.0
         self._chunk_start, self._last_flush = 0, 0.0
@@ -295,6 +296,8 @@ class Run:
             val_loss=None if val_loss is None else float(val_loss), lr=lr, seconds=seconds,
             samples_per_s=self._epoch_trained / seconds if seconds > 0 else 0.0,
             step=self.step, metrics={str(k): float(v) for k, v in (metrics or {}).items()},
+            train_metrics={k: total / weight if weight else math.nan
+                           for k, (total, weight) in self._epoch_scalars.items()},
         ))
         every = self.checkpoint_every
         if every and (self.epoch % every == 0 or self.epoch == self.total_epochs):
@@ -323,6 +326,7 @@ class Run:
         else:
             self._epoch_rng = capture_rng()
             self._epoch_loss_sum, self._epoch_samples, self.batch_in_epoch = 0.0, 0, 0
+            self._epoch_scalars = {}
         self._epoch_trained = 0
         self._epoch_started = time.perf_counter()
 
@@ -362,6 +366,12 @@ class Run:
                 self._epoch_samples += w
             else:
                 bad = True
+        for name, column in scalars.items():
+            acc = self._epoch_scalars.setdefault(name, [0.0, 0.0])
+            for v, w in zip(column, weights, strict=True):
+                if math.isfinite(v):
+                    acc[0] += v * w
+                    acc[1] += w
         rec.emit(chunk_event(self.epoch + 1, first, losses, lrs, self.batch_in_epoch, scalars))
         if bad and self.on_nan == "stop":
             self._pending_stop = "nan"
@@ -452,6 +462,7 @@ class Run:
             "step": self.step,
             "batch_in_epoch": self.batch_in_epoch,
             "epoch_loss": [float(self._epoch_loss_sum), int(self._epoch_samples)],
+            "epoch_scalars": {k: [float(a), float(b)] for k, (a, b) in self._epoch_scalars.items()},
             "rng": capture_rng(),
             "epoch_rng": self._epoch_rng if self.batch_in_epoch else None,
         }
@@ -475,6 +486,7 @@ class Run:
         self.batch_in_epoch = self.skip_batches = ck["batch_in_epoch"]
         self._epoch_loss_sum, self._epoch_samples = ck["epoch_loss"]
         self._epoch_rng = ck.get("epoch_rng")
+        self._epoch_scalars = {str(k): [float(a), float(b)] for k, (a, b) in (ck.get("epoch_scalars") or {}).items()}
         if not self.batch_in_epoch:
             restore_rng(ck["rng"])
 

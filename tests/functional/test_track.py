@@ -179,11 +179,15 @@ def test_mean_train_loss_is_sample_weighted(short_dir):
     import cosinetui
 
     with cosinetui.track(epochs=1, run_dir=short_dir / "w", lines=False) as run:
-        run.log_batch(torch.tensor(1.0), batch_size=3)
+        run.log("acc", 0.0)
+        run.log_batch(torch.tensor(1.0), batch_size=1)
+        run.log("acc", torch.tensor(1.0))
         run.log_batch(4.0, batch_size=1)
+        run.log_batch(1.0, batch_size=2)  # no acc: left out of its mean
         run.log_epoch()
     epoch = next(e for e in store.read_log(short_dir / "w").events if isinstance(e, EpochEnd))
-    assert epoch.train_loss == pytest.approx((3 * 1.0 + 4.0) / 4)
+    assert epoch.train_loss == pytest.approx((1.0 + 4.0 + 2 * 1.0) / 4)
+    assert epoch.train_metrics == {"acc": pytest.approx(0.5)}
 
 
 def test_device_loss_path_records_the_same_run(short_dir, monkeypatch):
