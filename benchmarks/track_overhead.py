@@ -15,6 +15,11 @@ time, and the process's CPU time (all its threads: the control socket's thread a
 diagnostics count). On a machine shared with other work the wall-clock ratio is mostly the
 neighbours' noise; the CPU-time ratio is what the tracking itself costs.
 
+It also measures the CPU cost of the tracking alone, with a trivial "training" step: a
+``log_batch`` call, and a chunk (every ~0.1 s of wall time: the metrics log line, the
+diagnostics, the hand-over to the control socket). The overhead to expect on a machine that
+is not shared is then ``per batch + per chunk x chunks a second / batches a second``.
+
     .venv/bin/python benchmarks/track_overhead.py                   # 5 ms batches, 7 rounds
     .venv/bin/python benchmarks/track_overhead.py --batch-ms 1 --rounds 9
 """
@@ -123,6 +128,38 @@ def tracked(width: int, epochs: int, batches: int, checkpoint_every: int) -> tup
     return result
 
 
+def tracking_cost(rounds: int = 3, n: int = 2000, chunk: int = 20) -> tuple[float, float]:
+    """Median CPU microseconds of one log_batch, and of one chunk's flush."""
+    import cosinetui
+
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = cosinetui.AdjustableCosineLR(opt, T_max=10**6)
+    root = Path(tempfile.mkdtemp(prefix="ctc"))
+    per_batch, per_chunk = [], []
+    try:
+        with cosinetui.track(model=model, optimizer=opt, scheduler=sched, epochs=10**6,
+                             run_dir=root / "run", lines=False, checkpoint_every=0) as run:
+            for _ in range(rounds):
+                run._last_flush = float("inf")  # no time-based flush while measuring
+                t = time.process_time()
+                for i in range(n):
+                    run.log_batch(0.5 + 0.001 * (i % 7))
+                plain = (time.process_time() - t) / n
+                run._flush()
+                t = time.process_time()
+                for i in range(n):
+                    run.log_batch(0.5 + 0.001 * (i % 7))
+                    if (i + 1) % chunk == 0:
+                        run._flush()
+                with_chunks = (time.process_time() - t) / n
+                per_batch.append(plain * 1e6)
+                per_chunk.append((with_chunks - plain) * chunk * 1e6)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return median(per_batch), median(per_chunk)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-ms", type=float, default=5.0)
@@ -152,6 +189,11 @@ def main() -> None:
     for name, ratios in (("wall", wall), ("CPU", cpu)):
         print(f"median tracked / bare ({name}): {median(ratios):.4f} "
               f"(min {min(ratios):.4f}, max {max(ratios):.4f})")
+    batch_us, chunk_us = tracking_cost()
+    cost = batch_us / (args.batch_ms * 1000) + chunk_us * 10 / 1e6  # 10 chunks a second
+    print(f"tracking alone: {batch_us:.1f} us of CPU per log_batch, {chunk_us:.0f} us per chunk; "
+          f"at {args.batch_ms:g} ms batches on an unshared core: ~{cost:.2%} overhead "
+          f"(tracked / bare ~{1 / (1 + cost):.4f})")
 
 
 if __name__ == "__main__":

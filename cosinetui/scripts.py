@@ -79,8 +79,8 @@ def prepare_dir(config: dict[str, Any], run_dir: str | None, resume: bool) -> Pa
 
 
 def environment(path: Path, opts: dict[str, Any], resume: bool, name: str | None) -> dict[str, str]:
-    """What the script's track() reads (cosinetui.tracking.ENV_*)."""
-    from cosinetui import tracking
+    """What the script's track() reads (cosinetui.loopstate.ENV_*)."""
+    from cosinetui import loopstate as tracking
 
     env = {
         tracking.ENV_RUN_DIR: str(path),

@@ -14,17 +14,15 @@
 The run writes the same run directory, metrics log and control socket as ``cosinetui run``.
 Commands are applied inside ``log_batch``: a pause blocks there, a stop raises ``RunStopped``,
 which the ``with`` block swallows after a checkpoint. Under ``cosinetui run script.py`` the run
-directory and options come from the environment (``ENV_*`` below).
+directory and options come from the environment (``loopstate.ENV_*``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -33,8 +31,8 @@ from typing import Any
 
 import torch
 
-from cosinetui import store
-from cosinetui.checkpoint import FORMAT_VERSION, capture_rng, load_checkpoint, restore_rng
+from cosinetui import loopstate, store
+from cosinetui.checkpoint import capture_rng, restore_rng
 from cosinetui.events import (
     AdjustSchedule,
     CheckpointWritten,
@@ -56,14 +54,6 @@ from cosinetui.events import (
 from cosinetui.headless import Printer
 from cosinetui.recorder import CHUNK_SECONDS, BatchBuffer, Recorder, chunk_event
 from cosinetui.schedule import AdjustableCosineLR
-
-# Set by `cosinetui run script.py` for the script it runs; read (and cleared) by track().
-ENV_RUN_DIR = "COSINETUI_RUN_DIR"
-ENV_RESUME = "COSINETUI_RESUME"  # "1": continue the run in ENV_RUN_DIR from its checkpoint
-ENV_ON_NAN = "COSINETUI_ON_NAN"
-ENV_CHECKPOINT_EVERY = "COSINETUI_CHECKPOINT_EVERY"
-ENV_NAME = "COSINETUI_NAME"
-ENV_VARS = (ENV_RUN_DIR, ENV_RESUME, ENV_ON_NAN, ENV_CHECKPOINT_EVERY, ENV_NAME)
 
 runs_started = 0  # runs this process began; `cosinetui run script.py` reports a script with none
 
@@ -142,8 +132,7 @@ class Run:
         self._paused = False
         self._paused_at = 0.0
         self._pending_stop: str | None = None
-        self._signal: int | None = None
-        self._old_handlers: dict[int, Any] = {}
+        self._signals = loopstate.SignalStop(lambda signum: self.send(Stop("signal")))
         self._epoch_loss_sum, self._epoch_samples, self._epoch_trained = 0.0, 0, 0
         self._epoch_scalars: dict[str, list[float]] = {}  # name -> [weighted sum, weight]
         self._epoch_rng: dict[str, Any] | None = None
@@ -169,7 +158,14 @@ class Run:
         """Open the run directory, serve its control socket and record the start."""
         global runs_started
         resume = self._take_environment()
-        path = self._prepare_dir(resume)
+        try:
+            path = loopstate.prepare_dir(
+                run_dir=self._run_dir_arg, resume=self._resume_arg, name=self.name,
+                needs_checkpoint=self.model is not None,
+                config=None if self._from_cli else loopstate.script_config(self.name, self.on_nan, self.checkpoint_every),
+            )
+        except ValueError as exc:
+            raise TrackError(str(exc)) from None
         self.run_dir = path
         rec = self.recorder = Recorder(path)
         if self.lines:
@@ -191,7 +187,7 @@ class Run:
         except BaseException:
             self._close()
             raise
-        self._install_signals()
+        self._signals.install()
         self._watch_steps()
         runs_started += 1
         rec.emit(RunStarted(
@@ -229,10 +225,11 @@ class Run:
                 self._fail(exc)
         finally:
             self._close()
-        if self._signal is not None and isinstance(exc, RunStopped) and self._pending_stop == "signal":
-            name = signal.Signals(self._signal).name
+        signum = self._signals.received
+        if signum is not None and isinstance(exc, RunStopped) and self._pending_stop == "signal":
+            name = signal.Signals(signum).name
             print(f"stopped ({name}); resume with: cosinetui resume {self.run_dir}", file=sys.stderr, flush=True)
-            raise SystemExit(128 + self._signal)
+            raise SystemExit(128 + signum)
         return isinstance(exc, RunStopped)
 
     # ------------------------------------------------------------------ the loop's calls
@@ -447,46 +444,27 @@ class Run:
     def _checkpoint(self, reason: str) -> None:
         if self.model is None or self.run_dir is None:
             return
-        sched = self.scheduler
-        adjustable = isinstance(sched, AdjustableCosineLR)
-        payload = {
-            "format": FORMAT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-            # The cosinetui schedule travels as JSON (recomputed on load); another torch
-            # scheduler's state dict is plain data, loadable with weights_only.
-            "scheduler": json.dumps(sched.state_dict() if adjustable else None),
-            "scheduler_state": sched.state_dict() if sched is not None and not adjustable else None,
-            "scaler": None,
+        path = self.run_dir / store.CHECKPOINT
+        loopstate.save(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, counters={
             "epoch": self.epoch,
             "step": self.step,
             "batch_in_epoch": self.batch_in_epoch,
             "epoch_loss": [float(self._epoch_loss_sum), int(self._epoch_samples)],
             "epoch_scalars": {k: [float(a), float(b)] for k, (a, b) in self._epoch_scalars.items()},
-            "rng": capture_rng(),
             "epoch_rng": self._epoch_rng if self.batch_in_epoch else None,
-        }
-        path = self.run_dir / store.CHECKPOINT
-        store.atomic_write(path, lambda fh: torch.save(payload, fh))
+        })
         self.recorder.emit(CheckpointWritten(str(path), self.epoch, self.step, reason))  # type: ignore[union-attr]
 
     def _load(self) -> None:
         assert self.run_dir is not None
         if self.model is None:
             raise TrackError("resume needs the model (and optimizer, scheduler) to restore")
-        ck = load_checkpoint(self.run_dir / store.CHECKPOINT, self._device())
-        self.model.load_state_dict(ck["model"])
-        if self.optimizer is not None and ck.get("optimizer") is not None:
-            self.optimizer.load_state_dict(ck["optimizer"])
-        if isinstance(self.scheduler, AdjustableCosineLR) and ck["scheduler"]:
-            self.scheduler.load_state_dict(ck["scheduler"])
-        elif self.scheduler is not None and ck.get("scheduler_state") is not None:
-            self.scheduler.load_state_dict(ck["scheduler_state"])
+        ck = loopstate.load(self.run_dir / store.CHECKPOINT, model=self.model, optimizer=self.optimizer,
+                            scheduler=self.scheduler, device=self._device())
         self.epoch, self.step = ck["epoch"], ck["step"]
         self.batch_in_epoch = self.skip_batches = ck["batch_in_epoch"]
         self._epoch_loss_sum, self._epoch_samples = ck["epoch_loss"]
-        self._epoch_rng = ck.get("epoch_rng")
-        self._epoch_scalars = {str(k): [float(a), float(b)] for k, (a, b) in (ck.get("epoch_scalars") or {}).items()}
+        self._epoch_rng, self._epoch_scalars = ck.get("epoch_rng"), ck["epoch_scalars"]
         if not self.batch_in_epoch:
             restore_rng(ck["rng"])
 
@@ -505,7 +483,7 @@ class Run:
         rec.emit(Failed(self.epoch, self.step, f"{type(exc).__name__}: {exc}", tb))
 
     def _close(self) -> None:
-        self._restore_signals()
+        self._signals.restore()
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
@@ -523,66 +501,13 @@ class Run:
     # ------------------------------------------------------------------ set-up
 
     def _take_environment(self) -> bool:
-        """Apply what `cosinetui run script.py` set (once: a second run in the process is the
-        script's own); return whether to resume."""
-        env = {k: os.environ.pop(k) for k in ENV_VARS if k in os.environ}
-        if ENV_RUN_DIR in env:
-            self._run_dir_arg = env[ENV_RUN_DIR]
-            self._resume_arg = env[ENV_RUN_DIR] if env.get(ENV_RESUME) == "1" else None
-        if env.get(ENV_ON_NAN) in ("pause", "stop", "continue"):
-            self.on_nan = env[ENV_ON_NAN]
-        if env.get(ENV_CHECKPOINT_EVERY, "").isdigit():
-            self.checkpoint_every = int(env[ENV_CHECKPOINT_EVERY])
-        if env.get(ENV_NAME):
-            self.name = env[ENV_NAME]
-        self._from_cli = ENV_RUN_DIR in env
+        """Apply what `cosinetui run script.py` set; return whether to resume."""
+        env = loopstate.take_environment()
+        if env.get("run_dir"):
+            self._from_cli = True
+            self._run_dir_arg = env["run_dir"]
+            self._resume_arg = env["run_dir"] if env.get("resume") else None
+        self.on_nan = env.get("on_nan", self.on_nan)
+        self.checkpoint_every = env.get("checkpoint_every", self.checkpoint_every)
+        self.name = env.get("name", self.name)
         return self._resume_arg is not None
-
-    def _prepare_dir(self, resume: bool) -> Path:
-        if resume:
-            path = Path(self._resume_arg)  # type: ignore[arg-type]
-            if not (path / store.METRICS).is_file():
-                raise TrackError(f"{path}: no run to resume (no {store.METRICS})")
-            if self.model is not None and not (path / store.CHECKPOINT).is_file():
-                raise TrackError(f"{path}: no {store.CHECKPOINT} to resume from")
-            return path
-        if self._run_dir_arg is not None:
-            path = Path(self._run_dir_arg)
-            if (path / store.METRICS).exists():
-                raise TrackError(f"{path} already holds a run; continue it with track(resume={str(path)!r})")
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        else:
-            path = store.new_run_dir("runs", self.name, time.strftime("%Y%m%d-%H%M%S"))
-        if not self._from_cli:
-            # What `cosinetui resume` needs to run the script again (it sets ENV_RESUME).
-            script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".py") else None
-            store.write_config(path, {
-                "target": script, "mode": "script", "script_args": sys.argv[1:], "entry": "experiment",
-                "overrides": {"name": self.name}, "device": None, "amp": False,
-                "on_nan": self.on_nan, "checkpoint_every": self.checkpoint_every,
-            })
-        return path
-
-    def _install_signals(self) -> None:
-        """Ctrl+C, SIGTERM and SIGHUP stop after the current batch with a checkpoint, as in
-        `cosinetui run`; a second one exits at once (the last checkpoint stays valid)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_signal(signum: int, frame: Any) -> None:
-            name = signal.Signals(signum).name
-            if self._signal is not None:
-                print(f"{name} again: exiting without waiting", file=sys.stderr, flush=True)
-                os._exit(128 + signum)
-            self._signal = signum
-            print(f"{name}: stopping after the current batch and writing a checkpoint...",
-                  file=sys.stderr, flush=True)
-            self.send(Stop("signal"))
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            self._old_handlers[sig] = signal.signal(sig, on_signal)
-
-    def _restore_signals(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        self._old_handlers.clear()
