@@ -23,6 +23,7 @@ DOMAIN = [
     "cosinetui.tracking",
     "cosinetui.recorder",
     "cosinetui.scripts",
+    "cosinetui.loopstate",
 ]
 
 
