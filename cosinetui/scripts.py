@@ -117,12 +117,14 @@ def run_here(config: dict[str, Any], path: Path, opts: dict[str, Any], resume: b
             print(exc.code, file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
-    except Exception:  # noqa: BLE001 - the user's error, shown as Python would show it
-        if tracking.runs_started == before:
+    except Exception as exc:  # noqa: BLE001 - the user's error, shown as Python would show it
+        recorded = getattr(exc, "_cosinetui_recorded", False)
+        if not recorded:  # raised outside track(): nothing has shown it yet
             traceback.print_exc()
-        _say(f"the run failed; its log is in {path}")
-        if (path / store.CHECKPOINT).exists():
-            _say(f"resume with: cosinetui resume {path}")
+        if recorded:
+            _say(f"the run failed; its log is in {path}")
+            if (path / store.CHECKPOINT).exists():
+                _say(f"resume with: cosinetui resume {path}")
         code = 1
     finally:
         sys.argv = argv

@@ -77,7 +77,7 @@ def track(
     scheduler: Any = None,
     epochs: int,
     steps_per_epoch: int = 0,
-    name: str = "run",
+    name: str | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
     interval: str = "batch",
@@ -92,6 +92,7 @@ def track(
     optional; without a model there are no checkpoints). ``interval`` says what one scheduler
     step is ("batch" or "epoch"). ``on_nan``: what a non-finite batch loss does (pause, stop
     or continue; the optimizer step is yours). ``lines``: print the headless lines on stdout.
+    ``name`` (default: the script's file name) names the run and its directory.
     """
     return Run(
         model=model, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
@@ -105,7 +106,7 @@ class Run:
     """One tracked run. See ``track``."""
 
     def __init__(self, *, model: Any, optimizer: Any, scheduler: Any, epochs: int,
-                 steps_per_epoch: int, name: str, run_dir: Any, resume: Any, interval: str,
+                 steps_per_epoch: int, name: str | None, run_dir: Any, resume: Any, interval: str,
                  on_nan: str, checkpoint_every: int, lines: bool, config: dict[str, Any] | None) -> None:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise TrackError(f"epochs must be a positive integer, got {epochs!r}")
@@ -116,6 +117,9 @@ class Run:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.total_epochs = epochs
         self.steps_per_epoch = int(steps_per_epoch or 0)
+        if name is None:
+            script = sys.argv[0] if sys.argv else ""
+            name = Path(script).stem if script.endswith(".py") else "run"
         self.name, self.interval, self.on_nan = name, interval, on_nan
         self.checkpoint_every, self.lines = checkpoint_every, lines
         self.config = dict(config or {})
@@ -481,6 +485,10 @@ class Run:
         except Exception:  # noqa: BLE001 - the original failure is what matters
             tb += "\n(checkpoint on failure also failed)\n" + traceback.format_exc()
         rec.emit(Failed(self.epoch, self.step, f"{type(exc).__name__}: {exc}", tb))
+        try:
+            exc._cosinetui_recorded = True  # type: ignore[attr-defined]  # printed with the failed line
+        except AttributeError:
+            pass
 
     def _close(self) -> None:
         self._signals.restore()
