@@ -153,3 +153,21 @@ def test_script_under_the_dashboard_through_pilot(short_dir, monkeypatch):
     assert (run_dir / store.CHECKPOINT).exists()
     assert not is_live(run_dir)
     assert launch.OUTPUT_LOG in {p.name for p in run_dir.iterdir()}
+
+
+def test_a_failing_script_is_recorded_and_its_traceback_shown_once(short_dir):
+    script = short_dir / "fails.py"
+    script.write_text(
+        "import torch, cosinetui\n"
+        "m = torch.nn.Linear(2, 1)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "with cosinetui.track(model=m, optimizer=opt, epochs=2) as run:\n"
+        "    for e in run.epochs():\n"
+        "        run.log_batch(1.0)\n"
+        "        raise ValueError('bad batch')\n"
+    )
+    out = cosinetui("run", str(script), "--headless", cwd=short_dir)
+    assert out.returncode == 1
+    assert (out.stdout + out.stderr).count("ValueError: bad batch") == 2  # the FAILED line and its traceback
+    assert "run fails started" in out.stdout
+    assert "resume with: cosinetui resume runs/fails-" in out.stderr
