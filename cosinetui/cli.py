@@ -142,7 +142,9 @@ def run(target: str | None = None, script_args: tuple[str, ...] = (), entry: str
     config = {"target": target, "entry": entry, "overrides": overrides, **_defaults(opts)}
     from cosinetui.scripts import is_script
 
-    if is_script(target, entry):
+    # An explicit --entry says the file is an experiment (a missing function is then an error).
+    entry_given = click.get_current_context().get_parameter_source("entry") != click.core.ParameterSource.DEFAULT
+    if not entry_given and is_script(target, entry):
         config.update(mode="script", script_args=list(script_args))
     elif script_args:
         _fail(f"unexpected arguments {' '.join(script_args)!r}: only a training script (a file "
