@@ -29,6 +29,7 @@ def main(ctx: click.Context) -> None:
       cosinetui                      the built-in demo
       cosinetui run my_experiment.py your model (a file defining experiment())
       cosinetui run exp.py --detach  train in the background
+      cosinetui run exp.py --nproc 4 DDP on 4 GPUs (or CPU processes)
       cosinetui attach               the dashboard on a live run
       cosinetui ls                   runs and their state
       cosinetui diagnose runs/NAME   warnings for a recorded run
@@ -91,6 +92,12 @@ def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
+def _run_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")):
+        raise click.BadParameter(f"a run name cannot hold / or \\ (it names a directory under runs/), got {value!r}")
+    return value
+
+
 def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
     options = [
         click.option("--headless", is_flag=True, help="Plain line output, no dashboard (automatic when stdout is not a terminal)."),
@@ -99,6 +106,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
         click.option("--amp", is_flag=True, help="Mixed precision on CUDA (bfloat16 where supported)."),
         click.option("--on-nan", type=click.Choice(["pause", "stop", "continue"]), help="What a non-finite loss does; its optimizer step is always skipped. Default: pause in the dashboard, stop headless (nobody is there to resume)."),
         click.option("--checkpoint-every", type=click.IntRange(min=0), help="Checkpoint every N epochs (0: only on stop, pause and at the end). Default: 1, or what the run was started with."),
+        click.option("--nproc", type=click.IntRange(min=1), help="Train on N processes on this machine with DDP (one GPU each, or gloo on the CPU), started by torch's elastic launcher. Default: 1, or what the run was started with."),
         click.option("--detach", is_flag=True, help="Train in the background (no nohup or tmux needed); prints how to attach."),
         click.option("--debug", is_flag=True, help="Show full tracebacks for errors."),
     ]
@@ -116,9 +124,9 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
 @click.option("--eta-min", type=click.FloatRange(min=0), help="Floor of the cosine.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Linear warmup, in scheduler steps.")
 @click.option("--interval", type=click.Choice(["epoch", "batch"]), help="Step the schedule once per epoch or once per batch.")
-@click.option("--seed", type=int, help="Seed for torch's and Python's RNGs.")
+@click.option("--seed", type=click.IntRange(-(2**63), 2**64 - 1), help="Seed for torch's and Python's RNGs.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Directory for this run (default: runs/<name>-<time>).")
-@click.option("--name", help="Run name (default: the experiment's).")
+@click.option("--name", callback=_run_name, help="Run name (default: the experiment's).")
 @_training_options
 def run(target: str | None = None, script_args: tuple[str, ...] = (), entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
         eta_min: float | None = None, warmup: int | None = None, interval: str | None = None, seed: int | None = None,
@@ -165,9 +173,9 @@ def _start(config: dict, **kwargs) -> int:  # noqa: ANN003
 def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: ANN003
     """Continue RUN_DIR from its checkpoint, appending to its metrics log."""
     def go() -> int:
-        from cosinetui.store import read_config
+        from cosinetui.launch import read_resume_config
 
-        config = read_config(run_dir)
+        config = read_resume_config(run_dir)  # the user's own and usable; nothing runs yet
         before = config["overrides"].get("epochs")
         if epochs is not None:
             config["overrides"]["epochs"] = epochs
@@ -184,7 +192,7 @@ def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: AN
 
 
 def _defaults(opts: dict) -> dict:
-    return {k: opts[k] for k in ("device", "amp", "on_nan", "checkpoint_every")}
+    return {k: opts[k] for k in ("device", "amp", "on_nan", "checkpoint_every", "nproc")}
 
 
 def _guard(debug: bool, action) -> None:  # noqa: ANN001
@@ -255,16 +263,18 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
 @click.option("--root", default="runs", show_default=True, help="Directory holding the runs.")
 def list_runs(root: str) -> None:
     """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val."""
-    from cosinetui.remote import is_live
-    from cosinetui.runs import format_table, run_dirs, summarise
+    from cosinetui.runs import format_table, is_running, run_dirs, summarise
     from cosinetui.store import RunDirError
 
     rows = []
-    for d in run_dirs(root):
+    unreadable: list[str] = []
+    for d in run_dirs(root, unreadable):
         try:
-            rows.append(summarise(d, live=is_live(d, timeout=0.2)))
+            rows.append(summarise(d, live=is_running(d)))
         except RunDirError as exc:
             click.echo(f"warning: {exc}", err=True)
+    for what in unreadable:
+        click.echo(f"warning: {what}; skipped", err=True)
     if not rows:
         click.echo(f"no runs under {root}/")
         return

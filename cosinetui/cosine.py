@@ -20,6 +20,16 @@ __all__ = ["Adjustment", "CosineSchedule", "Segment", "STATE_VERSION"]
 
 STATE_VERSION = 1
 OPS = ("reanneal", "retime", "restart")
+# An adjustment may not raise a group's LR past this multiple of the run's peak (its base
+# LR) unless it says force=True: a typo such as 2**53 for a peak would only make the run NaN.
+MAX_RAISE = 100.0
+# A warmup replays torch's LinearLR recursion (bit-exact) for this many steps, keeping one
+# value every _RAMP_STRIDE steps; past it the closed form (within a few ulps) takes over, so
+# that no warmup length, however large a stored schedule claims, costs more time or memory.
+_RAMP_EXACT = 1 << 20
+_RAMP_STRIDE = 256
+# Steps and lengths in a stored schedule: beyond this a step is no longer exact as a float.
+MAX_STORED_STEP = 2**53
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,9 @@ def _per_group(name: str, value: Any, n: int) -> tuple[float, ...]:
     return (v,) * n
 
 
-def _check_floor(floor: tuple[float, ...], peak: tuple[float, ...], peak_name: str) -> None:
+def check_floor(floor: tuple[float, ...], peak: tuple[float, ...], peak_name: str) -> None:
+    """The floor of every group must lie in [0, its peak]: for a run as it starts (its
+    eta_min against its LRs) and for every adjustment."""
     for i, (lo, hi) in enumerate(zip(floor, peak, strict=True)):
         if lo > hi:
             raise ValueError(
@@ -194,7 +206,7 @@ class CosineSchedule:
         self._segments: list[Segment] = segments
         self.adjustments: list[Adjustment] = []
         self.step = _int("step", step, 0, ">= 0")
-        self._ramp_cache: dict[int, list[list[float]]] = {}
+        self._ramp_cache: dict[int, list[list[float]]] = {}  # warmup values kept every _RAMP_STRIDE
 
     # -- reading --------------------------------------------------------------------------
 
@@ -272,23 +284,28 @@ class CosineSchedule:
             return [
                 a + (b - a) * k / seg.length for a, b in zip(seg.ramp_from, seg.peak, strict=True)
             ]
-        return list(self._warmup_values(i)[min(k, seg.length)])
+        return self._warmup_value(i, min(k, seg.length))
 
-    def _warmup_values(self, i: int) -> list[list[float]]:
-        """torch LinearLR's values, replayed with its own float operations."""
-        if i not in self._ramp_cache:
-            seg = self._segments[i]
-            f, n = seg.start_factor, seg.length
-            assert f is not None
-            lrs = [p * f for p in seg.peak]
-            values = [lrs]
-            for k in range(1, n):
-                m = 1.0 + (1.0 - f) / (n * f + (k - 1) * (1.0 - f))
-                lrs = [lr * m for lr in lrs]
-                values.append(lrs)
-            values.append(list(seg.peak))
-            self._ramp_cache[i] = values
-        return self._ramp_cache[i]
+    def _warmup_value(self, i: int, k: int) -> list[float]:
+        """torch LinearLR's value at offset k, replayed with its own float operations from the
+        nearest kept value (one kept every _RAMP_STRIDE steps, computed as far as asked)."""
+        seg = self._segments[i]
+        f, n = seg.start_factor, seg.length
+        assert f is not None
+        if k >= n:
+            return list(seg.peak)
+        if k > _RAMP_EXACT:
+            return [p * (f + (1.0 - f) * k / n) for p in seg.peak]
+        marks = self._ramp_cache.setdefault(i, [[p * f for p in seg.peak]])
+        j = min(k // _RAMP_STRIDE, len(marks) - 1)
+        at, lrs = j * _RAMP_STRIDE, marks[j]
+        while at < k:
+            at += 1
+            m = 1.0 + (1.0 - f) / (n * f + (at - 1) * (1.0 - f))
+            lrs = [lr * m for lr in lrs]
+            if at == len(marks) * _RAMP_STRIDE:
+                marks.append(lrs)
+        return list(lrs)
 
     # -- adjustments ----------------------------------------------------------------------
 
@@ -299,7 +316,12 @@ class CosineSchedule:
         self.adjustments.append(Adjustment(self.step, op, args))
 
     def reanneal(
-        self, steps: int | None = None, *, eta_min: Any = None, factor: float = 1.0
+        self,
+        steps: int | None = None,
+        *,
+        eta_min: Any = None,
+        factor: float = 1.0,
+        force: bool = False,
     ) -> None:
         """From factor x the current LR, cosine down to eta_min over `steps` more steps."""
         now = self.step
@@ -320,15 +342,13 @@ class CosineSchedule:
         else:
             n = _int("steps", steps, 1, ">= 1")
         floor = cur_seg.floor if eta_min is None else _per_group("eta_min", eta_min, self.n_groups)
-        peak = tuple(factor * lr for lr in self.lr_at(now))
-        _check_floor(floor, peak, "factor x current LR")
+        current = tuple(self.lr_at(now))
+        peak = tuple(factor * lr for lr in current)
+        self._check_raise(peak, current, "factor", f"factor {factor:g} x the current LR", force)
+        check_floor(floor, peak, "factor x current LR")
         seg = Segment(now, n, "cosine", peak, floor, exact_start=True)
-        self._replace_from(
-            now,
-            [seg],
-            "reanneal",
-            {"steps": None if steps is None else n, "eta_min": _plain(eta_min), "factor": factor},
-        )
+        args = {"steps": None if steps is None else n, "eta_min": _plain(eta_min), "factor": factor}
+        self._replace_from(now, [seg], "reanneal", {**args, **({"force": True} if force else {})})
 
     def retime(self, T_max: int) -> None:
         """Follow the original peak and floor on a cosine that ends at step T_max."""
@@ -360,6 +380,7 @@ class CosineSchedule:
         peak_lr: Any = None,
         eta_min: Any = None,
         warmup_steps: int = 0,
+        force: bool = False,
     ) -> None:
         """A warm restart to peak_lr, with an optional linear warmup from the current LR;
         `steps` (default: the original T_max) includes the warmup."""
@@ -382,11 +403,12 @@ class CosineSchedule:
                     "peak_lr: group 0 has base LR 0, give a list with one peak per group"
                 )
             peak = tuple(p * (b / b0) if b0 else p for b in self.base_lrs)
+        self._check_raise(peak, tuple(self.lr_at(now)), "peak_lr", "peak_lr", force)
         if eta_min is None:
             floor = (self.config["eta_min"],) * self.n_groups
         else:
             floor = _per_group("eta_min", eta_min, self.n_groups)
-        _check_floor(floor, peak, "peak_lr")
+        check_floor(floor, peak, "peak_lr")
         new = []
         if w:
             new.append(Segment(now, w, "linear", peak, floor, ramp_from=tuple(self.lr_at(now))))
@@ -397,7 +419,24 @@ class CosineSchedule:
             "eta_min": _plain(eta_min),
             "warmup_steps": w,
         }
+        if force:
+            args["force"] = True
         self._replace_from(now, new, "restart", args)
+
+    def _check_raise(
+        self, peak: tuple[float, ...], current: tuple[float, ...], name: str, what: str, force: Any
+    ) -> None:
+        """Refuse raising any group's LR past MAX_RAISE x the run's peak, unless forced."""
+        if not isinstance(force, bool):
+            raise ValueError(f"force must be true or false, got {force!r}")
+        if force:
+            return
+        for i, (p, base, now) in enumerate(zip(peak, self.base_lrs, current, strict=True)):
+            if p > MAX_RAISE * base and p > now:
+                raise ValueError(
+                    f"{name}: {what} gives group {i} an LR of {p:.4g}, over {MAX_RAISE:g}x "
+                    f"the run's peak {base:.4g}; give force=true to apply it anyway"
+                )
 
     def apply(self, op: str, args: dict[str, Any] | None = None) -> None:
         """Call reanneal, retime or restart by name with keyword arguments."""
@@ -444,15 +483,49 @@ class CosineSchedule:
                 T_mult=c["T_mult"],
                 step=state["step"],
             )
+            if s.step > MAX_STORED_STEP:
+                raise ValueError(f"step {s.step} is over {MAX_STORED_STEP}")
             s._segments = [Segment.from_dict(d) for d in state["segments"]]
             s.adjustments = [
                 Adjustment(a["step"], a["op"], dict(a["args"])) for a in state["adjustments"]
             ]
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError(f"malformed schedule state: {exc!r}") from exc
         if not s._segments or any(len(g.peak) != s.n_groups for g in s._segments):
             raise ValueError("malformed schedule state: segments do not match base_lrs")
+        _check_stored_segments(s._segments, s.n_groups)
         return s
+
+
+def _check_stored_segments(segments: list[Segment], n_groups: int) -> None:
+    """A stored plan must be one this module could have made: the readers of a metrics log or
+    checkpoint evaluate it, so nothing in it may raise later or cost more than its size."""
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"malformed schedule state: {why}")
+
+    previous = -1
+    for seg in segments:
+        for name in ("start", "length", "phase", "t_mult"):
+            v = getattr(seg, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STORED_STEP:
+                raise bad(f"segment {name} must be an integer in [0, 2**53], got {v!r}")
+        if seg.start <= previous or (previous < 0 and seg.start != 0):
+            raise bad("segments must start at 0 and in increasing order")
+        previous = seg.start
+        if seg.length < 1 or seg.t_mult < 1:
+            raise bad("segment length and t_mult must be >= 1")
+        if seg.kind not in ("cosine", "warmup", "linear") or seg.after not in ("hold", "periodic", "restart"):
+            raise bad(f"unknown segment kind {seg.kind!r} or continuation {seg.after!r}")
+        for name in ("peak", "floor", "ramp_from"):
+            values = getattr(seg, name)
+            if values is None and name == "ramp_from" and seg.kind != "linear":
+                continue
+            if values is None or len(values) != n_groups or not all(math.isfinite(v) for v in values):
+                raise bad(f"segment {name} must hold {n_groups} finite numbers")
+        f = seg.start_factor
+        if seg.kind == "warmup" and (not isinstance(f, (int, float)) or not 0 < f <= 1):
+            raise bad(f"warmup start_factor must be in (0, 1], got {f!r}")
 
 
 def _plain(value: Any) -> Any:

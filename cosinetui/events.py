@@ -35,6 +35,8 @@ class RunStarted:
     start_epoch: int = 0  # first epoch this process trains (0-based); > 0 after a resume
     global_step: int = 0  # batches in the checkpoint this process started from
     time: float = 0.0
+    world_size: int = 1  # processes training together (DDP ranks)
+    backend: str | None = None  # torch.distributed backend ("nccl", "gloo"); None for one process
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,16 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 class Experiment:
     """A training job. Only ``model`` and ``train_data`` are required.
 
-    ``train_step(model, batch) -> loss`` and ``eval_step(model, batch) -> loss | (loss,
-    outputs, targets)`` replace the default handling of (input, target) batches. Batches are
-    moved to the run's device before either is called. ``warmup`` counts scheduler steps
-    (epochs, or batches with ``interval="batch"``).
+    ``train_step(model, batch)`` replaces the default handling of (input, target) batches; it
+    returns the loss, a ``(loss, outputs)`` pair (or nanoGPT's ``(logits, loss)``), or a dict
+    with a ``"loss"`` key whose other single-number entries are recorded as per-batch scalars.
+    ``eval_step(model, batch) -> loss | (loss, outputs, targets)`` does the same for
+    validation. Batches are moved to the run's device before either is called. ``warmup``
+    counts scheduler steps (epochs, or optimizer steps with ``interval="batch"``).
+
+    ``accumulate=k`` sums the gradients of k batches (each loss divided by k) before one
+    optimizer and scheduler step. ``max_grad_norm`` clips the gradients' total norm before each
+    step and records the norm. ``max_steps`` ends the run after that many optimizer steps.
     """
 
     model: nn.Module
@@ -64,6 +70,26 @@ class Experiment:
     eval_step: Callable[[nn.Module, Any], Any] | None = None
     seed: int | None = 0
     name: str = "experiment"
+    max_grad_norm: float | None = None  # clip the gradients' total L2 norm to this (inf: record only)
+    accumulate: int = 1  # batches whose gradients make one optimizer step
+    max_steps: int | None = None  # optimizer steps in the run; then epochs are passes until then
+
+    @property
+    def steps_per_pass(self) -> int:
+        """Optimizer steps in one pass over train_data; 0 when it has no len()."""
+        try:
+            batches = len(self.train_data)  # type: ignore[arg-type]
+        except TypeError:
+            return 0
+        return -(-batches // self.accumulate) if isinstance(self.accumulate, int) and self.accumulate > 0 else 0
+
+    def planned_epochs(self) -> int:
+        """Epochs the run will train: ``epochs``, or with ``max_steps`` the passes it needs
+        (``epochs`` when train_data has no len(), as the count shown while training)."""
+        if self.max_steps is None:
+            return self.epochs
+        per_pass = self.steps_per_pass
+        return -(-self.max_steps // per_pass) if per_pass else self.epochs
 
     def validate(self) -> None:
         """Raise ExperimentError naming the field and what it accepts."""
@@ -87,25 +113,64 @@ class Experiment:
             raise ExperimentError(f"T_mult must be an integer >= 1, got {self.T_mult!r}")
         if self.cycle is not None and (not isinstance(self.cycle, int) or self.cycle < 1):
             raise ExperimentError(f"cycle must be a positive integer, got {self.cycle!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise ExperimentError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**64
+        ):
+            raise ExperimentError(f"seed must be an integer in [-2**63, 2**64) or None, got {self.seed!r}")
+        if (
+            not isinstance(self.name, str)
+            or not self.name.strip()
+            or self.name in (".", "..")
+            or any(c in self.name for c in "/\\\0")
+        ):
+            # The name becomes a directory under runs/: a separator would write elsewhere.
+            raise ExperimentError(f"name must be a non-empty name without / or \\, got {self.name!r}")
+        if self.max_grad_norm is not None and not (
+            isinstance(self.max_grad_norm, (int, float)) and not isinstance(self.max_grad_norm, bool)
+            and self.max_grad_norm > 0
+        ):
+            raise ExperimentError(
+                f"max_grad_norm must be a number > 0 (inf: record the norm only), got {self.max_grad_norm!r}"
+            )
+        if not isinstance(self.accumulate, int) or isinstance(self.accumulate, bool) or self.accumulate < 1:
+            raise ExperimentError(f"accumulate must be an integer >= 1, got {self.accumulate!r}")
+        if self.max_steps is not None and (
+            not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
+        ):
+            raise ExperimentError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
         for name, fn in self.metrics.items():
             if not callable(fn):
                 raise ExperimentError(f"metric {name!r} must be callable(outputs, targets)")
         self.schedule_length()
 
+    def check_floor(self, optimizer: torch.optim.Optimizer) -> None:
+        """eta_min must not exceed any group's peak LR: the check live adjustments make too."""
+        from cosinetui.cosine import check_floor
+
+        peaks = tuple(float(g["lr"]) for g in optimizer.param_groups)
+        try:
+            check_floor((float(self.eta_min),) * len(peaks), peaks, "the peak LR")
+        except ValueError as exc:
+            raise ExperimentError(str(exc)) from None
+
     def schedule_length(self) -> int:
-        """T_max of the run's schedule in scheduler steps; ExperimentError if it cannot be."""
-        if self.interval == "batch":
-            try:
-                per_epoch = len(self.train_data)  # type: ignore[arg-type]
-            except TypeError:
+        """T_max of the run's schedule in scheduler steps; ExperimentError if it cannot be.
+
+        With ``interval="batch"`` a scheduler step is an optimizer step: ``max_steps``, or
+        ``epochs`` times the optimizer steps of a pass (batches / ``accumulate``, rounded up).
+        """
+        if self.interval == "batch" and self.max_steps is not None:
+            total = self.max_steps
+        elif self.interval == "batch":
+            per_epoch = self.steps_per_pass
+            if not per_epoch:
                 raise ExperimentError(
-                    "interval='batch' needs train_data with a len() (batches per epoch)"
-                ) from None
+                    "interval='batch' needs train_data with a len() (batches per epoch), or max_steps"
+                )
+            total = self.epochs * per_epoch
         else:
-            per_epoch = 1
-        t_max = self.cycle if self.restarts and self.cycle else self.epochs * per_epoch
+            total = self.planned_epochs()
+        t_max = self.cycle if self.restarts and self.cycle else total
         if t_max <= self.warmup:
             raise ExperimentError(
                 f"warmup ({self.warmup} steps) must be shorter than the schedule ({t_max} steps)"
@@ -150,11 +215,11 @@ def _finite(x: Any) -> bool:
 EXPECTED = "a function taking no arguments that returns cosinetui.Experiment(model=..., train_data=...)"
 
 
-def load_experiment(target: str, entry: str = "experiment", seed: int | None = 0) -> Experiment:
+def load_experiment(target: str, entry: str = "experiment", seed: int | None = None) -> Experiment:
     """Load ``path/to/file.py`` (calling its ``entry``) or ``package.module:function``.
 
-    Torch and Python's RNGs are seeded with ``seed`` (unless None) before the function runs, so
-    the model it builds starts from the same weights every time. Every failure raises
+    The function runs with the run's seed applied (see ``build_seeded``): ``seed`` when given
+    (``--seed``), else the ``seed`` of the Experiment it returns. Every failure raises
     ExperimentError naming the target and the problem; the original exception is chained for
     ``--debug``.
     """
@@ -176,8 +241,43 @@ def load_experiment(target: str, entry: str = "experiment", seed: int | None = 0
         raise ExperimentError(f"{where}: no function {entry!r}; expected {EXPECTED}")
     if not callable(factory):
         raise ExperimentError(f"{where}: {entry!r} is not callable; expected {EXPECTED}")
-    if seed is not None:
-        seed_everything(seed)
+    exp = build_seeded(lambda: _call(factory, where, entry), seed)
+    try:
+        exp.validate()
+    except ExperimentError as exc:
+        raise ExperimentError(f"{where}: {exc}") from None
+    return exp
+
+
+DEFAULT_SEED = 0  # Experiment's default seed
+
+
+def build_seeded(factory: Callable[[], Experiment], seed: int | None = None) -> Experiment:
+    """Call ``factory`` with torch's and Python's RNGs seeded by the run's seed.
+
+    The run's seed is ``seed`` when given (``--seed``), else the returned Experiment's own
+    ``seed``. The model is built inside the factory, before that field can be read: the
+    factory runs under ``DEFAULT_SEED`` first and, when the Experiment asks for another seed
+    (or ``None``: no seeding), runs once more under it, and that second Experiment is the one
+    used. A given ``seed`` reaches the Experiment's field through ``with_overrides`` (the
+    command line's other options do the same), so training is seeded with it too.
+    """
+    seed_everything(DEFAULT_SEED if seed is None else seed)
+    exp = factory()
+    if seed is None and exp.seed != DEFAULT_SEED:
+        wanted = exp.seed
+        if isinstance(wanted, int) and not isinstance(wanted, bool):
+            seed_everything(wanted)
+        elif wanted is None:
+            torch.seed()  # fresh, unrepeatable weights, as a script that never seeds gets
+            random.seed()
+        else:
+            return exp  # a bad seed: validate() names it
+        exp = factory()
+    return exp
+
+
+def _call(factory: Callable[[], Any], where: str, entry: str) -> Experiment:
     try:
         exp = factory()
     except Exception as exc:
@@ -186,10 +286,6 @@ def load_experiment(target: str, entry: str = "experiment", seed: int | None = 0
         raise ExperimentError(
             f"{where}: {entry}() returned {type(exp).__name__}; expected cosinetui.Experiment"
         )
-    try:
-        exp.validate()
-    except ExperimentError as exc:
-        raise ExperimentError(f"{where}: {exc}") from None
     return exp
 
 

@@ -22,6 +22,7 @@ from cosinetui.events import (
     RunStarted,
     ScheduleChanged,
 )
+from cosinetui.history import epoch_metrics
 
 
 def _num(x: float | None) -> str:
@@ -41,7 +42,7 @@ def format_event(event: Event) -> str | None:
             f"{event.param_count:,} parameters, torch {event.torch_version}; dir {event.run_dir}"
         )
     if isinstance(event, EpochEnd):
-        extra = "".join(f" {k} {_num(v)}" for k, v in event.metrics.items())
+        extra = "".join(f" {k} {_num(v)}" for k, v in epoch_metrics(event).items())
         return (
             f"epoch {event.epoch:>4}  train {_num(event.train_loss)}  val {_num(event.val_loss)}"
             f"  lr {event.lr:.3e}  {event.seconds:.1f}s  {event.samples_per_s:,.0f}/s{extra}"
@@ -59,7 +60,8 @@ def format_event(event: Event) -> str | None:
     if isinstance(event, Resumed):
         return f"resumed at step {event.step}"
     if isinstance(event, CheckpointWritten):
-        return None if event.reason == "epoch" else f"checkpoint ({event.reason}): {event.path}"
+        # best.pt follows the val loss: the epoch lines already say when it improves.
+        return None if event.reason in ("epoch", "best") else f"checkpoint ({event.reason}): {event.path}"
     if isinstance(event, Finished):
         best = f"; best val {_num(event.best_val_loss)}" if event.best_val_loss is not None else ""
         return f"finished ({event.reason}) after {event.epoch} epochs, {event.step} steps{best}"

@@ -41,6 +41,10 @@ class History:
         self.val_losses = array("d")
         self.losses = array("d")  # per global batch step
         self.lrs = array("d")
+        # Per-batch scalars by name (``grad_norm``, values a loop logs), indexed by global step
+        # like ``losses``; NaN where a batch did not record the name. An array may be shorter
+        # than ``losses`` when the latest batches did not record it.
+        self.scalars: dict[str, array] = {}
         self.epoch_in_progress = 0  # 1-based epoch of the latest batches
         self.batches_in_epoch = 0
         self.schedule: dict | None = None  # latest scheduler JSON state
@@ -48,6 +52,7 @@ class History:
         self.alerts: dict[str, Alert] = {}  # by episode key; insertion order = first raised
         self.refusals: list[CommandRefused] = []
         self.last_checkpoint: CheckpointWritten | None = None
+        self.best_weights: CheckpointWritten | None = None  # the latest best.pt written
         self.pause_reason = ""
         self.end: Finished | Failed | None = None
         # Bumped on every change; widgets compare it to skip redundant redraws.
@@ -92,7 +97,10 @@ class History:
             self.state = "running"
             self.pause_reason = ""
         elif isinstance(event, CheckpointWritten):
-            self.last_checkpoint = event
+            if event.reason == "best":
+                self.best_weights = event
+            else:
+                self.last_checkpoint = event
         elif isinstance(event, CommandRefused):
             self.refusals.append(event)
         elif isinstance(event, Finished):
@@ -104,8 +112,12 @@ class History:
 
     def _truncate(self, epochs: int, steps: int) -> None:
         self._cut_epochs(epochs)
+        if self.best_weights is not None and self.best_weights.epoch > epochs:
+            self.best_weights = None  # from an epoch trained again
         del self.losses[steps:]
         del self.lrs[steps:]
+        for values in self.scalars.values():
+            del values[steps:]
         self.schedule_changes = [c for c in self.schedule_changes if c.step <= self._sched_step(steps)]
 
     def _sched_step(self, global_step: int) -> int:
@@ -124,6 +136,11 @@ class History:
             self.lrs.extend([math.nan] * gap)
         self.losses.extend(chunk.losses)
         self.lrs.extend(chunk.lrs)
+        for name, values in chunk.scalars.items():
+            series = self.scalars.setdefault(name, array("d"))
+            del series[start:]
+            series.extend([math.nan] * (start - len(series)))
+            series.extend(values)
         self.epoch_in_progress = chunk.epoch
         self.batches_in_epoch = chunk.batches_in_epoch
 
@@ -160,6 +177,10 @@ class History:
         scored = [e for e in self.epochs if e.val_loss is not None and math.isfinite(e.val_loss)]
         return min(scored, key=lambda e: e.val_loss) if scored else None  # type: ignore[arg-type,return-value]
 
+    def scalar(self, name: str) -> Sequence[float]:
+        """The per-batch values of scalar ``name`` (e.g. ``grad_norm``); empty if never recorded."""
+        return self.scalars.get(name, ())
+
     def current_epoch_losses(self) -> Sequence[float]:
         """Batch losses of the epoch in progress (empty right after an epoch ends)."""
         if self.batches_in_epoch == 0:
@@ -169,6 +190,18 @@ class History:
     def active_alerts(self) -> list[Alert]:
         """Alerts, newest first."""
         return list(reversed(self.alerts.values()))
+
+
+def epoch_metrics(epoch: EpochEnd) -> dict[str, float]:
+    """An epoch's validation metrics, then its train-side scalars' means, by the names the
+    epoch table and headless lines show: a train-side name that a validation metric also
+    uses is shown as ``train_<name>``."""
+    if not epoch.train_metrics:
+        return epoch.metrics
+    out = dict(epoch.metrics)
+    for name, value in epoch.train_metrics.items():
+        out[f"train_{name}" if name in epoch.metrics else name] = value
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Starting a run: build the experiment and the run directory, then train headless in this
-process, or in a child process watched by the dashboard, or in the background.
+process, or in a child process watched by the dashboard, or in the background; with --nproc N
+(or under torchrun) as N ranks started by torch's elastic launcher.
 
 The CLI parses options and calls ``start``; nothing here knows about click or textual (the
 dashboard is imported only when it is used).
@@ -19,7 +20,7 @@ from typing import Any
 from cosinetui import store
 from cosinetui.device import pick_device
 from cosinetui.events import Event, Failed, Finished, Stop
-from cosinetui.experiment import Experiment, ExperimentError, load_experiment, seed_everything
+from cosinetui.experiment import Experiment, ExperimentError, build_seeded, load_experiment
 from cosinetui.headless import Printer
 from cosinetui.session import DETACHED, TrainerSession
 from cosinetui.trainer import TrainerOptions
@@ -32,77 +33,155 @@ def _say(message: str) -> None:
 
 
 def build_experiment(config: dict[str, Any]) -> Experiment:
-    seed = config["overrides"].get("seed")
-    seed = 0 if seed is None else seed
+    seed = config["overrides"].get("seed")  # None: the experiment's own seed decides
     if config["target"]:
         exp = load_experiment(config["target"], config["entry"], seed=seed)
     else:
         from cosinetui.demos import builtin
 
-        seed_everything(seed)
-        exp = builtin()
+        exp = build_seeded(builtin, seed)
     exp = exp.with_overrides(**config["overrides"])
     try:
         exp.validate()
+        exp.check_floor(exp.make_optimizer())
     except ExperimentError as exc:
         raise ExperimentError(f"{config['target'] or 'built-in demo'}: {exc}") from None
     return exp
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, amp: bool = False) -> None:
+    """Refuse a device this machine lacks, or --amp off CUDA, before anything is written."""
     try:
         dev = pick_device(device)
     except RuntimeError as exc:
         raise ValueError(f"--device {device}: {exc}") from None
-    if dev.type == "cuda":
-        import torch
+    import torch
 
+    if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: CUDA is not available on this machine")
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"--device {device}: MPS is not available on this machine")
+    if amp and dev.type != "cuda":
+        raise ValueError(f"--amp needs a CUDA device (this run would use {dev})")
+
+
+def read_resume_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config.json `resume` continues from, once the directory and the file are shown to
+    be the user's own and the file to be a usable config (nothing of the run is executed)."""
+    path = Path(run_dir)
+    store.check_run_dir(path)
+    store.check_own_file(path / store.CONFIG)
+    config = store.read_config(path)
+    store.check_config(path, config)
+    return config
+
+
+def check_resume(run_dir: str | os.PathLike[str]) -> Path:
+    """Everything `resume` checks before it imports the experiment (which runs its code): the
+    directory and config.json are the user's own, checkpoint.pt loads, no process runs it."""
+    path = Path(run_dir)
+    read_resume_config(path)
+    checkpoint = path / store.CHECKPOINT
+    if not os.path.lexists(checkpoint):
+        raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
+    store.check_own_file(checkpoint)
+    if os.path.lexists(path / store.METRICS):
+        store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
+    from cosinetui.checkpoint import load_checkpoint
+
+    load_checkpoint(checkpoint)  # unreadable or foreign: say so before starting
+    from cosinetui.remote import is_live
+
+    if is_live(path):
+        raise store.RunDirError(f"{path} is still training; watch it with: cosinetui attach {path}")
+    return path
 
 
 def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
     if resume:
-        path = Path(run_dir)  # type: ignore[arg-type]
-        if not (path / store.CHECKPOINT).exists():
-            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
-        from cosinetui.checkpoint import load_checkpoint
-
-        load_checkpoint(path / store.CHECKPOINT)  # unreadable or foreign: say so before starting
-        from cosinetui.remote import is_live
-
-        if is_live(path):
-            raise store.RunDirError(f"{path} is still training; watch it with: cosinetui attach {path}")
-        return path
+        return Path(run_dir)  # type: ignore[arg-type]  # checked by check_resume
     if run_dir:
         path = Path(run_dir)
-        if (path / store.METRICS).exists():
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise store.RunDirError(f"{path}: cannot create the run directory ({exc.strerror or exc})") from None
+        store.check_run_dir(path)
+        if os.path.lexists(path / store.METRICS):
             raise store.RunDirError(f"{path} already holds a run; continue it with: cosinetui resume {path}")
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
-    return store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
+    path = store.new_run_dir("runs", exp.name, time.strftime("%Y%m%d-%H%M%S"))
+    store.check_run_dir(path)
+    return path
+
+
+def resolve_options(opts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Options not given now fall back to what the run was started with (resume).
+
+    ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
+    """
+    opts = dict(opts)
+    for key in ("on_nan", "checkpoint_every", "nproc"):
+        if opts.get(key) is None:
+            opts[key] = config.get(key)
+    opts["amp"] = bool(opts.get("amp") or config.get("amp"))
+    if opts["checkpoint_every"] is None:
+        opts["checkpoint_every"] = 1
+    return opts
+
+
+def settings_record(config: dict[str, Any], opts: dict[str, Any], device: str) -> dict[str, Any]:
+    """What config.json records: the experiment's config and the settings now in force.
+
+    The process that trains writes it (again on resume: a new --epochs and the settings now in
+    force), once its checkpoint is loaded: a refused start changes nothing.
+    """
+    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every", "nproc")}
+    return {**config, **settings, "device": device}
+
+
+def trainer_options(
+    path: Path, device: str, opts: dict[str, Any], resume: bool, config: dict[str, Any] | None = None
+) -> TrainerOptions:
+    return TrainerOptions(
+        run_dir=path,
+        device=device,
+        amp=opts["amp"],
+        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
+        checkpoint_every=opts["checkpoint_every"],
+        resume=resume,
+        config=config,
+    )
 
 
 def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
     """Run an experiment as the options say; returns the process exit status."""
     if config.get("mode") == "script":
         return start_script(config, run_dir=run_dir, opts=opts, resume=resume)
-    exp = build_experiment(config)
+    from cosinetui import distributed
+
+    if distributed.in_worker():
+        from cosinetui.ranks import run_rank
+
+        return run_rank(config, run_dir=run_dir, opts=opts, resume=resume)
+    if resume:
+        check_resume(run_dir)  # type: ignore[arg-type]  # before the experiment's code runs
     device = opts["device"] or config.get("device") or "auto"
-    check_device(device)
+    check_device(device, amp=bool(opts.get("amp") or config.get("amp")))
+    exp = build_experiment(config)
+    opts = resolve_options(opts, config)
+    nproc = opts["nproc"] or 1
+    if nproc > 1:
+        from cosinetui.ranks import check_nproc
+
+        check_nproc(nproc, device)
     path = prepare_dir(exp, run_dir, resume)
-    # Options not given now fall back to what the run was started with (resume).
-    # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
-    opts = dict(opts)
-    for key in ("on_nan", "checkpoint_every"):
-        if opts.get(key) is None:
-            opts[key] = config.get(key)
-    opts["amp"] = bool(opts.get("amp") or config.get("amp"))
-    if opts["checkpoint_every"] is None:
-        opts["checkpoint_every"] = 1
-    settings = {key: opts[key] for key in ("amp", "on_nan", "checkpoint_every")}
-    # Written again on resume: it records a new --epochs and the settings now in force.
-    store.write_config(path, {**config, **settings, "device": device})
+    record = settings_record(config, opts, device)
     headless = opts["headless"] or not sys.stdout.isatty()
     if opts.get("detach") or not headless:
         # The experiment was loaded here only to report its errors at once; the trainer
@@ -113,15 +192,13 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         return detach(path, opts, resume)
     if not headless:
         return run_with_dashboard(path, opts, resume)
-    options = TrainerOptions(
-        run_dir=path,
-        device=device,
-        amp=opts["amp"],
-        on_nan=opts["on_nan"] or "stop",  # nobody is there to resume a paused run
-        checkpoint_every=opts["checkpoint_every"],
-        resume=resume,
-    )
-    session = TrainerSession(exp, options)
+    if nproc > 1:
+        del exp  # each rank loads its own
+        gc.collect()
+        from cosinetui.ranks import launch_ranks
+
+        return launch_ranks(path, nproc, resume)
+    session = TrainerSession(exp, trainer_options(path, device, opts, resume, record))
     from cosinetui.remote import RunServer, ServeError
 
     server = RunServer(path, session.trainer.send)
@@ -262,8 +339,9 @@ def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.
         argv += ["--on-nan", "pause"]  # someone can attach and resume
     argv += script_args
     log = path / OUTPUT_LOG
-    with open(log, "ab") as out:
-        os.chmod(log, 0o600)
+    out = store.open_new_or_append(log)  # never through a symlink planted in the directory
+    try:
+        os.fchmod(out, 0o600)
         child = subprocess.Popen(
             [sys.executable, "-m", "cosinetui", *argv],
             stdin=subprocess.DEVNULL,
@@ -271,10 +349,12 @@ def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.
             stderr=subprocess.STDOUT,
             start_new_session=True,  # no controlling terminal: immune to the shell's SIGHUP
         )
+    finally:
+        os.close(out)
     try:
         while not is_live(path, timeout=0.5):
             if child.poll() is not None:
-                tail = log.read_text(errors="replace").splitlines()[-15:]
+                tail = store.read_tail(log).splitlines()[-15:]
                 _say("the trainer ended at once:\n" + "\n".join(tail))
                 return child.returncode or 1
             time.sleep(0.1)  # another process: nothing to await but its socket

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +24,58 @@ class RunSummary:
     started: float  # Unix time of the first run_started, or the directory's mtime
 
 
-def run_dirs(root: str | os.PathLike[str]) -> list[Path]:
-    """Directories under ``root`` that hold a metrics log, newest first."""
+def run_dirs(root: str | os.PathLike[str], unreadable: list[str] | None = None) -> list[Path]:
+    """Directories under ``root`` that hold a metrics log, newest first. Those that cannot be
+    looked into (another user's, owner-only) are skipped, each named in ``unreadable``."""
     base = Path(root)
-    if not base.is_dir():
+    skipped = unreadable if unreadable is not None else []
+    try:
+        entries = [d for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
+    except PermissionError:
+        skipped.append(f"{base}: not readable")
         return []
-    found = [d for d in base.iterdir() if (d / store.METRICS).is_file()]
-    return sorted(found, key=lambda d: (d / store.METRICS).stat().st_mtime, reverse=True)
+    found: list[tuple[float, Path]] = []
+    for d in entries:
+        try:
+            st = os.stat(d / store.METRICS)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            skipped.append(f"{d}: not readable")
+            continue
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((st.st_mtime, d))
+    return [d for _, d in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether a process serves ``run_dir``'s control socket, whoever owns the run."""
+    from cosinetui.remote import SOCKET_NAME, is_live
+    from cosinetui.remote.protocol import socket_address
+
+    path = run_dir / SOCKET_NAME
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISSOCK(st.st_mode):
+        return False
+    if st.st_uid == os.getuid():
+        return is_live(run_dir, timeout=0.2)
+    # Another user's run (root sees them all): its server refuses us, but that it accepts
+    # the connection at all shows a live process. Nothing is sent.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(0.2)
+    try:
+        with socket_address(path) as address:
+            sock.connect(address)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
 
 
 def summarise(run_dir: Path, live: bool) -> RunSummary:

@@ -94,9 +94,15 @@ class AdjustableCosineLR(LRScheduler):
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def reanneal(
-        self, steps: int | None = None, *, eta_min: Any = None, factor: float = 1.0
+        self,
+        steps: int | None = None,
+        *,
+        eta_min: Any = None,
+        factor: float = 1.0,
+        force: bool = False,
     ) -> None:
-        self._adjust("reanneal", {"steps": steps, "eta_min": eta_min, "factor": factor})
+        args = {"steps": steps, "eta_min": eta_min, "factor": factor}
+        self._adjust("reanneal", {**args, "force": force} if force else args)
 
     def retime(self, T_max: int) -> None:
         self._adjust("retime", {"T_max": T_max})
@@ -108,11 +114,10 @@ class AdjustableCosineLR(LRScheduler):
         peak_lr: Any = None,
         eta_min: Any = None,
         warmup_steps: int = 0,
+        force: bool = False,
     ) -> None:
-        self._adjust(
-            "restart",
-            {"steps": steps, "peak_lr": peak_lr, "eta_min": eta_min, "warmup_steps": warmup_steps},
-        )
+        args = {"steps": steps, "peak_lr": peak_lr, "eta_min": eta_min, "warmup_steps": warmup_steps}
+        self._adjust("restart", {**args, "force": force} if force else args)
 
     def apply(self, op: str, args: dict[str, Any] | None = None) -> None:
         """Apply an adjustment by name, as the trainer does with commands from the UI."""

@@ -53,6 +53,9 @@ def check_options(config: dict[str, Any], opts: dict[str, Any]) -> None:
             f"{flags}: these set an Experiment's fields; {config['target']} is a script (it has "
             "no experiment()), so pass its own options after --, e.g. cosinetui run train.py -- --epochs 5"
         )
+    if (opts.get("nproc") or 1) > 1:
+        raise ValueError("--nproc: a training script is run once, as `python script.py`; "
+                         "start it with torchrun for several ranks")
     for flag in ("device", "amp"):
         if opts.get(flag):
             raise ValueError(f"--{flag}: a script places its model itself; set it in the script")

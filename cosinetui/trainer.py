@@ -1,9 +1,10 @@
 """The training loop. It runs in a worker thread, emits events and applies commands between
 batches. Read ``_run`` top to bottom for the whole story.
 
-Host syncs: on CUDA and MPS, batch losses stay on the device and are copied to the host once
-per chunk (about ten times a second), never per batch. On the CPU, where reading a value
-stalls nothing, each loss is read as a float when its batch ends.
+Host syncs: on CUDA and MPS, batch losses (and per-batch scalars such as gradient norms) stay
+on the device and are copied to the host once per chunk (about ten times a second), never per
+batch. On the CPU, where reading a value stalls nothing, each is read as a float when its batch
+ends. One batch's forward, backward and optimizer step are in stepper.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from typing import Any
 
 import torch
 
-from cosinetui import store
-from cosinetui.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from cosinetui.device import batch_size, drop_grads_unless, pick_device, to_device
+from cosinetui import distributed, store
+from cosinetui.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+)
+from cosinetui.device import batch_size, pick_device, to_device
 from cosinetui.diagnostics import Monitor
 from cosinetui.events import (
     AdjustSchedule,
@@ -48,6 +55,7 @@ from cosinetui.events import (
 from cosinetui.experiment import Experiment
 from cosinetui.history import History
 from cosinetui.schedule import AdjustableCosineLR
+from cosinetui.stepper import Stepper
 
 CHUNK_SECONDS = 0.1  # at most ~10 batch chunks a second
 
@@ -64,6 +72,9 @@ class TrainerOptions:
     on_nan: str = "pause"  # pause | stop | continue
     checkpoint_every: int = 1  # epochs; 0 = only on stop/pause/signal/end
     resume: bool = False
+    # Written to config.json once the run is certain to start (its checkpoint loaded), so a
+    # refused start leaves the recorded settings as they were; None: keep the file as it is.
+    config: dict[str, Any] | None = None
 
 
 class _StopTraining(Exception):
@@ -88,6 +99,10 @@ class Trainer:
         self.listeners = list(listeners or [])
         self.run_dir = Path(options.run_dir)
         self.device = pick_device(options.device)
+        self.ranks = distributed.current()  # None for a single process
+        if self.ranks is not None:
+            self.device = self.ranks.device
+        self._quiet = self.ranks is not None and not self.ranks.is_main  # rank 0 alone writes
         # On the CPU each loss is read at once (a float read costs nothing there); elsewhere
         # losses stay on the device until a chunk is flushed (no per-batch host sync).
         self._on_host = self.device.type == "cpu"
@@ -104,6 +119,10 @@ class Trainer:
         self._pending: list[torch.Tensor | float] = []  # floats on the CPU, else tensors
         self._pending_lrs: list[float] = []
         self._pending_weights: list[int] = []
+        # Per-batch scalars by name, each aligned with _pending (NaN where a batch has none).
+        self._pending_scalars: dict[str, list[torch.Tensor | float]] = {}
+        self._epoch_scalars: dict[str, list[float]] = {}  # name -> [weighted sum, weight]
+        self.optimizer_steps = 0
         self._chunk_start = 0
         self._last_flush = 0.0
         self._epoch_loss_sum = 0.0
@@ -124,9 +143,12 @@ class Trainer:
     def run(self) -> None:
         """The thread body. Never raises: a failure becomes a ``Failed`` event."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.log = store.MetricsLog(self.run_dir / store.METRICS)
-        except OSError as exc:
+            if self._quiet:
+                self.log = distributed.NullLog()
+            else:
+                self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.log = store.MetricsLog(self.run_dir / store.METRICS)
+        except (OSError, store.RunDirError) as exc:
             event = Failed(0, 0, f"cannot write the run directory: {exc}")
             for listener in self.listeners:
                 listener(event)
@@ -149,6 +171,9 @@ class Trainer:
         self.model = exp.model.to(self.device)
         self.optimizer = exp.make_optimizer()
         exp.validate()
+        exp.check_floor(self.optimizer)
+        if self.ranks is not None:
+            exp = self.exp = self.ranks.shard(exp)
         steps_per_epoch = _len_or_zero(exp.train_data)
         t_max = exp.schedule_length()
         self.scheduler = AdjustableCosineLR(
@@ -161,6 +186,19 @@ class Trainer:
             T_mult=exp.T_mult,
         )
         self.amp_dtype, self.scaler = self._amp_setup()
+        self.stepper = Stepper(
+            self.model,
+            self.optimizer,
+            self._forward,
+            device=self.device,
+            on_host=self._on_host,
+            amp_dtype=self.amp_dtype,
+            scaler=self.scaler,
+            accumulate=exp.accumulate,
+            max_grad_norm=exp.max_grad_norm,
+            ranks=self.ranks if self.scaler is None else None,
+        )
+        self._planned_epochs = exp.planned_epochs()
         skip_batches = 0
         if self.opts.resume:
             skip_batches = self._load()
@@ -168,6 +206,13 @@ class Trainer:
             # continue from it instead of starting blind (alerts already raised stay quiet).
             self.history.extend(store.read_log(self.run_dir).events)
             self.monitor.update(self.history)
+        config = self.opts.config
+        if config is not None and not self._quiet:
+            store.write_config(self.run_dir, config)
+        elif (self.run_dir / store.CONFIG).exists():
+            config = store.read_config(self.run_dir)
+        if self.ranks is not None:
+            self.model = self.ranks.wrap(self.model)
         self._emit(
             RunStarted(
                 run_name=exp.name,
@@ -175,28 +220,43 @@ class Trainer:
                 device=str(self.device),
                 torch_version=torch.__version__,
                 param_count=sum(p.numel() for p in self.model.parameters()),
-                epochs=exp.epochs,
+                epochs=self._planned_epochs,
                 steps_per_epoch=steps_per_epoch,
                 interval=exp.interval,
                 schedule=self.scheduler.state_dict(),
-                config=store.read_config(self.run_dir) if (self.run_dir / store.CONFIG).exists() else {},
+                config=config or {},
                 start_epoch=self.epoch,
                 global_step=self.step,
                 time=time.time(),
+                world_size=self.ranks.world_size if self.ranks is not None else 1,
+                backend=self.ranks.backend if self.ranks is not None else None,
             )
         )
         self.log.flush()
         self._training = True
-        for epoch in range(self.epoch, exp.epochs):
+        epoch = self.epoch
+        while self._more_epochs(epoch):
+            trained = self.step
             self._train_epoch(epoch + 1, skip_batches)
             skip_batches = 0
             val_loss, metrics = self._validate()
             self._end_epoch(epoch + 1, val_loss, metrics)
+            epoch += 1
+            if self.step == trained and self.exp.max_steps is not None:
+                break  # a pass with no batches would never reach max_steps
         self._finish("completed")
+
+    def _more_epochs(self, done: int) -> bool:
+        """Whether another epoch is due after ``done``: by count, or until max_steps steps."""
+        if self.exp.max_steps is None:
+            return done < self.exp.epochs
+        return self.optimizer_steps < self.exp.max_steps
 
     def _train_epoch(self, epoch: int, skip: int) -> None:
         exp = self.exp
         self.model.train()
+        if self.ranks is not None:
+            self.ranks.set_epoch(exp.train_data, epoch)
         if skip:
             # Resuming mid-epoch: replay the loader's order from the epoch's start, skip what
             # was already trained, then continue with the RNG state of the interruption.
@@ -208,60 +268,57 @@ class Trainer:
         else:
             self._epoch_rng = capture_rng()
             self._epoch_loss_sum, self._epoch_samples = 0.0, 0
+            self._epoch_scalars = {}
             self.batch_in_epoch = 0
             batches = iter(exp.train_data)
         self._epoch_started = time.perf_counter()
         self._epoch_trained_samples = 0
         self._chunk_start, self._last_flush = self.step, time.monotonic()
+        k, per_pass = exp.accumulate, _len_or_zero(exp.train_data)
         for batch in batches:
+            # Flushed before a batch rather than after one, so that the epoch's last batch is
+            # still pending when a leftover accumulation window steps after the loop.
+            if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
+                self._flush_batches(epoch)
             self._between_batches(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             n = batch_size(batch)
-            loss = self._train_batch(to_device(batch, self.device))
+            # A window of k batches ends with one optimizer step; so does a pass's last batch.
+            steps = (self.batch_in_epoch + 1) % k == 0 or self.batch_in_epoch + 1 == per_pass
+            loss, scalars = self.stepper.train(to_device(batch, self.device), steps)
             self._pending.append(loss)
             self._pending_lrs.append(lr)
             self._pending_weights.append(n)
+            if scalars or self._pending_scalars:
+                self._add_scalars(scalars)
             self.step += 1
             self.batch_in_epoch += 1
             self._epoch_trained_samples += n
-            if exp.interval == "batch":
-                self.scheduler.step()
-            if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
-                self._flush_batches(epoch)
+            if steps:
+                self._stepped()
+                if exp.max_steps is not None and self.optimizer_steps >= exp.max_steps:
+                    break
+        if self.stepper.micro:  # a pass without len() ended inside a window
+            norm = self.stepper.step()
+            if norm is not None:
+                self._pending_scalars.setdefault("grad_norm", [math.nan] * len(self._pending))[-1] = norm
+            self._stepped()
         self._flush_batches(epoch)
         self._between_batches(epoch)
 
-    def _train_batch(self, batch: Any) -> torch.Tensor | float:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.amp_dtype is None:
-            # Even a disabled autocast context costs a few microseconds a batch (~2.5% of a
-            # 0.5 ms batch): enter it only when mixed precision is on.
-            loss = self._forward(batch)
-        else:
-            with torch.autocast(self.device.type, dtype=self.amp_dtype):
-                loss = self._forward(batch)
-        loss = loss.detach().float() if not loss.requires_grad else loss
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)  # skips non-finite steps itself
-            self.scaler.update()
-        elif not self._on_host:
-            finite = torch.isfinite(loss.detach())
-            loss.backward()
-            # CUDA and MPS run asynchronously: branching on the loss would sync the host every
-            # batch. Instead a non-finite batch contributes no gradient, decided on the device.
-            drop_grads_unless(finite, self.model.parameters())
-            self.optimizer.step()
-        else:
-            loss.backward()
-            # Free on the CPU (no asynchronous queue to stall); a plain float check is cheaper
-            # than a torch.isfinite kernel plus bool(), and the float is what a chunk sends.
-            value = loss.item()
-            if math.isfinite(value):
-                self.optimizer.step()
-            # Reported as float32, as the device path reports it (a float64 loss is rounded).
-            return value if loss.dtype == torch.float32 else loss.detach().float().item()
-        return loss.detach().float()
+    def _stepped(self) -> None:
+        self.optimizer_steps += 1
+        if self.exp.interval == "batch":
+            self.scheduler.step()
+
+    def _add_scalars(self, scalars: dict[str, torch.Tensor | float]) -> None:
+        """Record a batch's scalars (its loss is already pending), NaN for names it lacks."""
+        n = len(self._pending)
+        for name, value in scalars.items():
+            self._pending_scalars.setdefault(name, [math.nan] * (n - 1)).append(value)
+        for values in self._pending_scalars.values():
+            if len(values) < n:
+                values.append(math.nan)
 
     def _forward(self, batch: Any) -> torch.Tensor:
         exp = self.exp
@@ -273,13 +330,10 @@ class Trainer:
         """Emit the pending batch losses as a chunk (from a device: in one transfer)."""
         if not self._pending:
             return
-        pending = self._pending
-        if isinstance(pending[0], float):
-            losses = pending
-        else:  # one device-to-host copy for the whole chunk
-            losses = torch.stack(pending).cpu().tolist()  # type: ignore[arg-type]
+        losses, scalars = _to_host(self._pending, self._pending_scalars, self.device)
         lrs, weights = tuple(self._pending_lrs), self._pending_weights
         self._pending, self._pending_lrs, self._pending_weights = [], [], []
+        self._pending_scalars = {}
         first = self._chunk_start
         self._chunk_start, self._last_flush = self.step, time.monotonic()
         bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
@@ -287,10 +341,18 @@ class Trainer:
             if math.isfinite(v):
                 self._epoch_loss_sum += v * w
                 self._epoch_samples += w
-        self._emit(BatchChunk(epoch, first, tuple(losses), lrs, self.batch_in_epoch))
+        for name, values in scalars.items():
+            total = self._epoch_scalars.setdefault(name, [0.0, 0.0])
+            for v, w in zip(values, weights, strict=True):
+                if math.isfinite(v):
+                    total[0] += v * w
+                    total[1] += w
+        self._emit(BatchChunk(epoch, first, tuple(losses), lrs, self.batch_in_epoch, scalars))
         if bad and self.opts.on_nan != "continue":
             step = first + bad[0]
-            if self.opts.on_nan == "stop":
+            if self.ranks is not None:
+                self.ranks.report_nan(step, self.opts.on_nan)  # applied by every rank at once
+            elif self.opts.on_nan == "stop":
                 self._stop_reason = "nan"
             else:
                 self._paused, self._paused_at = True, time.perf_counter()
@@ -303,6 +365,7 @@ class Trainer:
         if exp.val_data is None:
             return None, {}
         self.model.eval()
+        model = distributed.unwrap(self.model)  # no DDP collectives: shards may differ in length
         total = torch.zeros((), device=self.device)
         sums = {name: torch.zeros((), device=self.device) for name in exp.metrics}
         count = 0
@@ -313,26 +376,33 @@ class Trainer:
                 n = batch_size(batch)
                 batch = to_device(batch, self.device)
                 if exp.eval_step is not None:
-                    out = exp.eval_step(self.model, batch)
+                    out = exp.eval_step(model, batch)
                     loss, outputs, targets = out if isinstance(out, tuple) else (out, None, None)
                 else:
-                    outputs, targets = self.model(batch[0]), batch[1]
+                    outputs, targets = model(batch[0]), batch[1]
                     loss = exp.loss_fn(outputs, targets)
                 total += loss.detach().float() * n
                 if outputs is not None:
                     for name, fn in exp.metrics.items():
                         sums[name] += torch.as_tensor(fn(outputs, targets), device=self.device).float() * n
                 count += n
+        stacked = torch.stack([total, *sums.values(), torch.tensor(float(count), device=self.device)])
+        if self.ranks is not None:
+            self.ranks.sum_(stacked)  # the whole val set's sums
+        values = stacked.cpu().tolist()  # one host sync
+        count = values.pop()
         if count == 0:
             return None, {}
-        values = torch.stack([total, *sums.values()]).cpu().tolist()  # one host sync
         return values[0] / count, {k: v / count for k, v in zip(sums, values[1:], strict=True)}
 
     def _end_epoch(self, epoch: int, val_loss: float | None, metrics: dict[str, float]) -> None:
         seconds = time.perf_counter() - self._epoch_started
         # The LR of the epoch's last batch (its chunk is already out); none for an empty epoch.
         lr = self.history.lrs[-1] if len(self.history.lrs) else self.optimizer.param_groups[0]["lr"]
-        train = self._epoch_loss_sum / self._epoch_samples if self._epoch_samples else math.nan
+        loss_sum, samples, trained = self._epoch_loss_sum, self._epoch_samples, self._epoch_trained_samples
+        if self.ranks is not None:  # once an epoch: the mean over every rank's samples
+            loss_sum, samples, trained = self.ranks.sum_floats([loss_sum, samples, trained])
+        train = loss_sum / samples if samples else math.nan
         if self.exp.interval == "epoch":
             self.scheduler.step()
         self.epoch, self.batch_in_epoch = epoch, 0
@@ -343,13 +413,20 @@ class Trainer:
                 val_loss=val_loss,
                 lr=lr,
                 seconds=seconds,
-                samples_per_s=self._epoch_trained_samples / seconds if seconds > 0 else 0.0,
+                samples_per_s=trained / seconds if seconds > 0 else 0.0,
                 step=self.step,
                 metrics=metrics,
+                train_metrics={
+                    name: total / weight if weight else math.nan
+                    for name, (total, weight) in self._epoch_scalars.items()
+                },
             )
         )
+        best = self.history.best_epoch
+        if best is not None and best.epoch == epoch:
+            self._save_best(epoch)
         every = self.opts.checkpoint_every
-        if every and (epoch % every == 0 or epoch == self.exp.epochs):
+        if every and (epoch % every == 0 or not self._more_epochs(epoch)):
             self._checkpoint("epoch")
         self.log.flush()
 
@@ -357,6 +434,10 @@ class Trainer:
 
     def _between_batches(self, epoch: int) -> None:
         """Apply queued commands; while paused, block (no busy wait) until resumed or stopped."""
+        if self.ranks is not None:  # commands go through every rank, at the same step
+            if self.ranks.between_batches(self, epoch):
+                raise _StopTraining
+            return
         if not self._paused and self._stop_reason is None and self._commands.empty():
             return  # the common case, once a batch: no lock taken, no exception raised
         while True:
@@ -418,6 +499,8 @@ class Trainer:
     # ------------------------------------------------------------------ events and state
 
     def _emit(self, event: Event) -> None:
+        if self._quiet and not isinstance(event, Failed):
+            return  # rank 0 reports the run; another rank speaks only of its own failure
         self.log.write(event)
         if isinstance(event, (Finished, Failed)):
             self.log.flush()  # whoever sees the end can read the complete log
@@ -429,10 +512,12 @@ class Trainer:
                 self._emit(alert)
 
     def _checkpoint(self, reason: str) -> None:
+        if self._quiet:
+            return
         path = self.run_dir / store.CHECKPOINT
         save_checkpoint(
             path,
-            model=self.model,
+            model=distributed.unwrap(self.model),
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             scaler=self.scaler,
@@ -441,8 +526,17 @@ class Trainer:
             batch_in_epoch=self.batch_in_epoch,
             epoch_loss=(self._epoch_loss_sum, self._epoch_samples),
             epoch_rng=self._epoch_rng if self.batch_in_epoch else None,
+            optimizer_steps=self.optimizer_steps,
+            epoch_scalars=self._epoch_scalars,
+            world_size=self.ranks.world_size if self.ranks is not None else 1,
         )
         self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
+
+    def _save_best(self, epoch: int) -> None:
+        """The weights of the best val epoch so far, next to the checkpoint (atomically)."""
+        path = self.run_dir / store.BEST
+        save_weights(path, self.model, epoch=epoch, step=self.step, val_loss=self.history.best_epoch.val_loss)
+        self._emit(CheckpointWritten(str(path), epoch, self.step, "best"))
 
     def _load(self) -> int:
         ck = load_checkpoint(self.run_dir / store.CHECKPOINT, self.device)
@@ -454,11 +548,14 @@ class Trainer:
         self.epoch, self.step = ck["epoch"], ck["step"]
         self.batch_in_epoch = ck["batch_in_epoch"]
         self._epoch_loss_sum, self._epoch_samples = ck["epoch_loss"]
+        # Checkpoints from before these were kept: one optimizer step per batch, no scalars.
+        self.optimizer_steps = ck.get("optimizer_steps", self.step)
+        self._epoch_scalars = ck.get("epoch_scalars") or {}
         self._epoch_rng = ck.get("epoch_rng")
         self._resume_rng = ck["rng"]
         if self.batch_in_epoch == 0:
             restore_rng(ck["rng"])
-        return self.batch_in_epoch
+        return distributed.after_load(self, ck)
 
     def _amp_setup(self) -> tuple[torch.dtype | None, Any]:
         if not self.opts.amp:
@@ -488,6 +585,18 @@ class Trainer:
         except Exception:  # noqa: BLE001 - the original failure is what matters
             tb += "\n(checkpoint on failure also failed)\n" + traceback.format_exc()
         self._emit(Failed(self.epoch, self.step, f"{type(exc).__name__}: {exc}", tb))
+
+
+def _to_host(
+    losses: list[torch.Tensor | float], scalars: dict[str, list[torch.Tensor | float]], device: torch.device
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Losses and scalars as floats, the device's values copied to the host in one transfer."""
+    columns = [losses, *scalars.values()]
+    tensors = [v for column in columns for v in column if isinstance(v, torch.Tensor)]
+    if tensors:
+        host = iter(torch.stack([t.to(device) for t in tensors]).cpu().tolist())
+        columns = [[next(host) if isinstance(v, torch.Tensor) else v for v in column] for column in columns]
+    return columns[0], dict(zip(scalars, columns[1:], strict=True))  # type: ignore[arg-type]
 
 
 def _len_or_zero(data: Any) -> int:

@@ -36,5 +36,8 @@ def experiment() -> Experiment:
         epochs=20,
         eta_min=1e-3,
         metrics={"acc": accuracy},
-        seed=0,
+        seed=0,  # the model's initial weights and the training's randomness
+        # max_grad_norm=1.0,  # clip before each step; the norm shows with `g`
+        # accumulate=4,       # one optimizer step per 4 batches
+        # max_steps=5000,     # end after this many optimizer steps instead of `epochs`
     )

@@ -42,7 +42,7 @@ from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
 from cosinetui.ui.series import Axis
 from cosinetui.ui.widgets.alerts import FIX_KEYS, AlertsPanel
 from cosinetui.ui.widgets.epoch_table import EpochTable
-from cosinetui.ui.widgets.plots import LossPlot, LRPlot, preview_data
+from cosinetui.ui.widgets.plots import LR_TITLE, LossPlot, LRPlot, preview_data
 from cosinetui.ui.widgets.progress import EpochProgress
 from cosinetui.ui.widgets.status import StatusLine
 
@@ -75,6 +75,7 @@ class CosineApp(App[int]):
         Binding("r", "restart", "restart", id="restart"),
         Binding("s", "checkpoint", "save", id="checkpoint"),
         Binding("l", "log_scale", "log y", id="log_scale"),
+        Binding("g", "grad_norm", "grad norm", id="grad_norm"),
         Binding("d", "detach", "detach", id="detach"),
         Binding("q", "quit_dialog", "quit", id="quit"),
         Binding("ctrl+c", "quit_dialog", "quit", id="quit_ctrl_c", show=False, priority=True),
@@ -132,7 +133,7 @@ class CosineApp(App[int]):
 
     def on_mount(self) -> None:
         self.loss_plot.border_title = "loss [$accent]━[/] train [#ff8700]━[/] val [dim]━[/] batch"
-        self.lr_plot.border_title = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
+        self.lr_plot.border_title = LR_TITLE
         self.epoch_table.border_title = "epochs"
         self.alerts_panel.border_title = "warnings"
         self.poll_timer = self.set_interval(POLL_SECONDS, self.poll)
@@ -249,6 +250,7 @@ class CosineApp(App[int]):
             self.stopping,
             self.history.state,
             tuple(self.alerts_panel.keys),
+            bool(self.history.scalar("grad_norm")),
         )
         if key != self._bindings_key:
             self._bindings_key = key
@@ -312,6 +314,7 @@ class CosineApp(App[int]):
             "restart": ("Warm restart", "Back to the peak LR, then a new cosine (r)"),
             "checkpoint": ("Save a checkpoint now", "Written at the next batch boundary (s)"),
             "log_scale": ("Toggle log-scale loss", "log10 of the losses on the loss plot (l)"),
+            "grad_norm": ("Toggle gradient norm", "The gradient norm per step in place of the LR plot (g)"),
             "detach": ("Detach", "Leave the dashboard; the run keeps training (d)"),
             "quit_dialog": ("Quit", "Stop with a checkpoint, or detach (q, Ctrl+C)"),
         }
@@ -330,6 +333,8 @@ class CosineApp(App[int]):
                 return self.history.state != "paused"
             if action == "resume":
                 return self.history.state == "paused"
+        if action == "grad_norm":  # offered once the run records a norm (max_grad_norm)
+            return bool(self.history.scalar("grad_norm")) or self.lr_plot.grad_norm
         if action == "fix":
             if self.session.read_only or self.run_over or self.stopping:
                 return False
@@ -349,6 +354,9 @@ class CosineApp(App[int]):
 
     def action_log_scale(self) -> None:
         self.loss_plot.log_scale = not self.loss_plot.log_scale
+
+    def action_grad_norm(self) -> None:
+        self.lr_plot.grad_norm = not self.lr_plot.grad_norm
 
     def action_adjust(self, op: str = "reanneal", args: dict[str, Any] | None = None) -> None:
         schedule = schedule_view.load(self.history)

@@ -200,6 +200,16 @@ def used_lr_series(history: History, envelope: Envelope, buckets: int) -> Series
     return decimate([e.lr for e in history.epochs], buckets)
 
 
+def grad_norm_series(history: History, envelope: Envelope, buckets: int) -> Series:
+    """The gradient norm before clipping at each optimizer step (``max_grad_norm`` runs), at
+    x = epochs trained as for the LR; min and max per dot, so a spike shows."""
+    values = history.scalar("grad_norm")
+    if not values:
+        return Series([], [])
+    envelope.update(values)
+    return scale_x(envelope.series(values, buckets), Axis.of(history).batch_x)
+
+
 def sample_steps(start: int, stop: int, points: int, extra: Sequence[int] = ()) -> list[int]:
     """About ``points`` integer steps spread over [start, stop], ends and ``extra`` included.
 

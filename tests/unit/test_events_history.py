@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosinetui import store
+from cosinetui.cosine import CosineSchedule
 from cosinetui.events import (
     COMMAND_TYPES,
     AdjustSchedule,
@@ -31,7 +32,7 @@ from cosinetui.events import (
 from cosinetui.headless import Printer, format_event
 from cosinetui.history import History, decimate, ema
 
-SCHED = {"version": 1, "step": 0, "base_lrs": [0.1], "segments": []}
+SCHED = CosineSchedule([0.1], 3).state_dict()
 
 SAMPLES = [
     RunStarted("r", "runs/r", "cpu", "2.13", 10, 3, 4, "epoch", SCHED, {"a": 1}, 0, 0, 1.5),
@@ -242,3 +243,47 @@ def test_read_log_skips_a_line_too_deep_to_parse(tmp_path):
     log.write_text("[" * 100_000 + "\n" + '{"type": "epoch", "epoch": 1, "train_loss": 0.5}\n')
     read = store.read_log(log)
     assert [e.epoch for e in read.events] == [1] and "recursion" in read.problems[0]
+
+
+def test_batch_scalars_round_trip_with_nan_as_null_and_are_omitted_when_empty():
+    c = BatchChunk(1, 0, (0.5, 0.4), (0.1, 0.1), 2, scalars={"grad_norm": [math.nan, 1.5], "tok_s": [10.0, 11.0]})
+    data = json.loads(json.dumps(to_json(c), allow_nan=False))
+    assert data["scalars"] == {"grad_norm": [None, 1.5], "tok_s": [10.0, 11.0]}
+    back = from_json(data)
+    assert math.isnan(back.scalars["grad_norm"][0]) and back.scalars["grad_norm"][1] == 1.5
+    assert back.scalars["tok_s"] == [10.0, 11.0]
+    assert "scalars" not in to_json(chunk(0, [1.0]))
+    assert "train_metrics" not in to_json(EpochEnd(1, 0.5))
+    e = EpochEnd(1, 0.5, train_metrics={"grad_norm": 0.7, "acc": math.nan})
+    back = from_json(json.loads(json.dumps(to_json(e), allow_nan=False)))
+    assert back.train_metrics["grad_norm"] == 0.7 and math.isnan(back.train_metrics["acc"])
+
+
+@pytest.mark.parametrize(
+    "scalars",
+    [{"g": [1.0]}, {"g": "x"}, {"g": [1.0, "2"]}, [1.0, 2.0]],
+    ids=["misaligned", "not-a-list", "a-string-value", "not-an-object"],
+)
+def test_bad_batch_scalars_are_refused(scalars):
+    data = to_json(chunk(0, [1.0, 2.0]))
+    data["scalars"] = scalars
+    with pytest.raises(ValueError, match="scalars"):
+        from_json(data)
+
+
+def test_history_keeps_scalars_by_step_across_gaps_and_resume():
+    h = History()
+    run = SAMPLES[0]
+    h.apply(run)
+    h.apply(BatchChunk(1, 0, (1.0, 1.0), (0.1, 0.1), 2, scalars={"grad_norm": [2.0, math.nan]}))
+    h.apply(chunk(2, [1.0, 1.0], in_epoch=4))  # no scalars in this chunk
+    h.apply(BatchChunk(1, 4, (1.0,), (0.1,), 5, scalars={"grad_norm": [3.0], "acc": [0.5]}))
+    g = list(h.scalar("grad_norm"))
+    assert g[0] == 2.0 and all(math.isnan(x) for x in g[1:4]) and g[4] == 3.0
+    acc = list(h.scalar("acc"))
+    assert len(acc) == 5 and all(math.isnan(x) for x in acc[:4]) and acc[4] == 0.5
+    assert h.scalar("missing") == ()
+    h.apply(RunStarted(**{**vars(run), "start_epoch": 0, "global_step": 1}))
+    assert list(h.scalar("grad_norm")) == [2.0] and len(h.scalar("acc")) == 1
+    h.apply(BatchChunk(1, 1, (1.0,), (0.1,), 2, scalars={"grad_norm": [4.0]}))
+    assert list(h.scalar("grad_norm")) == [2.0, 4.0]

@@ -15,6 +15,8 @@ DOMAIN = [
     "cosinetui.trainer",
     "cosinetui.device",
     "cosinetui.launch",
+    "cosinetui.distributed",
+    "cosinetui.ranks",
     "cosinetui.runs",
     "cosinetui.remote",
     "cosinetui.session",

@@ -20,7 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from cosinetui.events import EpochEnd
-from cosinetui.history import History
+from cosinetui.history import History, epoch_metrics
 from cosinetui.ui.format import fmt_duration, fmt_loss, fmt_lr
 
 BEST = " *"  # after the best val loss; other val cells keep two blanks so columns line up
@@ -61,6 +61,11 @@ class EpochTable(ScrollView, can_focus=True):
         if history.version == self._version:
             return
         self._version = history.version
+        # Where the marked epoch's weights are: best.pt, next to checkpoint.pt.
+        saved = history.best_weights
+        subtitle = f"{BEST.strip()} best.pt: epoch {saved.epoch}" if saved is not None else ""
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
         epochs = history.epochs
         shown = self._shown
         cleared = len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1])
@@ -71,7 +76,7 @@ class EpochTable(ScrollView, can_focus=True):
         start = len(shown)
         new = epochs[start:]
         for epoch in new:
-            for name in epoch.metrics:
+            for name in epoch_metrics(epoch):
                 if name not in self._metrics:
                     self._metrics.append(name)
                     self._widths.append(max(len(name), 4))
@@ -145,8 +150,9 @@ class EpochTable(ScrollView, can_focus=True):
             fmt_lr(epoch.lr),
             fmt_duration(epoch.seconds),
         ]
+        metrics = epoch_metrics(epoch)
         for name in self._metrics:
-            value = epoch.metrics.get(name)
+            value = metrics.get(name)
             cells.append("" if value is None else fmt_loss(value))
         return tuple(cells)
 

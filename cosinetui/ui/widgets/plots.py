@@ -28,6 +28,7 @@ from cosinetui.ui.series import (
     Axis,
     Envelope,
     EpochEnvelopes,
+    grad_norm_series,
     log10_series,
     log_ticks,
     loss_series,
@@ -39,6 +40,9 @@ from cosinetui.ui.series import (
 TRAIN, VAL, BATCH = "cyan+", "orange+", "gray"
 USED, PLANNED, NOW, PREVIEW = "green+", "gray", "yellow+", "magenta+"
 END = "red"
+GRAD = "cyan+"
+LR_TITLE = "LR [green]━[/] used [dim]┄[/] plan [yellow]●[/] now"
+GRAD_TITLE = "grad norm [cyan]━[/] before clipping"
 
 
 class CachedPlot(PlotextPlot):
@@ -210,22 +214,41 @@ class LossPlot(CachedPlot):
 
 
 class LRPlot(CachedPlot):
-    """The LR used so far (solid), the plan from now to the end (dotted), a marker at now."""
+    """The LR used so far (solid), the plan from now to the end (dotted), a marker at now.
+
+    With ``grad_norm`` set it shows the gradient norm per optimizer step instead (the runs
+    with ``max_grad_norm`` record it): the panel is shared, as both follow the batches.
+    """
 
     empty_text = "LR: waiting for the run to start"
+    grad_norm: reactive[bool] = reactive(False)
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._envelope = Envelope()
+        self._grad_envelope = Envelope()
 
     def new_run(self) -> None:
         self._envelope.reset()  # the LR buffer was rewritten from the checkpoint on
+        self._grad_envelope.reset()
+
+    def watch_grad_norm(self) -> None:
+        self.border_title = GRAD_TITLE if self.grad_norm else LR_TITLE
+        self.empty_text = (
+            "grad norm: none recorded (set max_grad_norm)" if self.grad_norm else type(self).empty_text
+        )
+        if self._history is not None:
+            self.update_from(self._history)
 
     def update_from(self, history: History) -> bool:
         self._history = history
         buckets = self.size.width
         if not buckets:
             return False
+        if self.grad_norm:
+            n = len(history.scalar("grad_norm"))
+            key = ("grad_norm", self._run_serial(history), n // dot_quantum(n, buckets), buckets)
+            return key != self._key and self.show(key, grad_norm_series(history, self._grad_envelope, buckets))
         # The x axis spans at least the planned run, so a dot is at least that many scheduler
         # steps (and batches) wide. With a per-epoch schedule the LR is constant within an
         # epoch: only the end of the used line moves, and only a dot at a time.
@@ -247,6 +270,12 @@ class LRPlot(CachedPlot):
         return key != self._key and self.show(key, lr_plot_data(history, self._envelope, buckets))
 
     def draw(self, plt: Plot, data: Any, width: int, height: int) -> bool | None:
+        if isinstance(data, Series):  # the gradient norm
+            if not data.xs:
+                return False
+            plt.plot(data.xs, data.ys, marker="braille", color=GRAD)
+            _set_axes(plt, data.xs, data.ys, height, width)
+            return None
         used, planned, now, end = data
         if not used.xs and not planned.xs:
             return False
