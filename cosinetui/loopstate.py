@@ -69,7 +69,7 @@ def save(path: Path, *, model: Any, optimizer: Any, scheduler: Any, counters: di
 
 def load(path: Path, *, model: Any, optimizer: Any, scheduler: Any, device: torch.device) -> dict[str, Any]:
     """Restore model, optimizer and scheduler from checkpoint.pt; return the checkpoint."""
-    ck = load_checkpoint(path, device)
+    ck = _read(path, device)
     model.load_state_dict(ck["model"])
     if optimizer is not None and ck.get("optimizer") is not None:
         optimizer.load_state_dict(ck["optimizer"])
@@ -78,6 +78,24 @@ def load(path: Path, *, model: Any, optimizer: Any, scheduler: Any, device: torc
     elif scheduler is not None and ck.get("scheduler_state") is not None:
         scheduler.load_state_dict(ck["scheduler_state"])
     ck["epoch_scalars"] = {str(k): [float(a), float(b)] for k, (a, b) in (ck.get("epoch_scalars") or {}).items()}
+    return ck
+
+
+def _read(path: Path, device: torch.device) -> dict[str, Any]:
+    """The trainer's reader checks an AdjustableCosineLR state; a loop's checkpoint may hold
+    another scheduler's (``scheduler`` is then the JSON null), so it is read here the same way."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise store.RunDirError(f"{path}: no checkpoint to resume from") from None
+    except Exception as exc:  # unpickling refusals, truncation, wrong file type
+        raise store.RunDirError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT_VERSION:
+        raise store.RunDirError(f"{path}: not a cosinetui checkpoint")
+    if ck.get("scheduler") not in (None, "null"):
+        return load_checkpoint(path, device)  # an AdjustableCosineLR: the full checks
+    ck["scheduler"] = None
+    ck["epoch_loss"] = tuple(ck["epoch_loss"])
     return ck
 
 
