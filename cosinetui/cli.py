@@ -120,6 +120,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
 
 @main.command()
 @click.argument("target", required=False)
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--entry", default="experiment", show_default=True, help="Function in the file that returns the Experiment.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs.")
 @click.option("--lr", type=float, callback=_positive_float, help="Peak learning rate (param group 0; other groups keep their ratio).")
@@ -130,23 +131,35 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Directory for this run (default: runs/<name>-<time>).")
 @click.option("--name", callback=_run_name, help="Run name (default: the experiment's).")
 @_training_options
-def run(target: str | None = None, entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
+def run(target: str | None = None, script_args: tuple[str, ...] = (), entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
         eta_min: float | None = None, warmup: int | None = None, interval: str | None = None, seed: int | None = None,
         run_dir: str | None = None, name: str | None = None, **opts) -> None:  # noqa: ANN003
     """Train an experiment: TARGET is a file defining experiment() or package.module:function.
 
     Without TARGET, trains the built-in demo (a spiral classifier, about a minute on a CPU).
-    Options override what the experiment sets.
+    Options override what the experiment sets. A file with no experiment() is a training
+    script that calls cosinetui.track(): it runs as `python TARGET SCRIPT_ARGS` would, with
+    the dashboard attached (give its own options after --).
 
     \b
       cosinetui run my_experiment.py --epochs 50 --lr 0.1
       cosinetui run mypkg.train:make_experiment --interval batch --warmup 500
+      cosinetui run train.py -- --batch-size 32
     """
     overrides = {"epochs": epochs, "lr": lr, "eta_min": eta_min, "warmup": warmup,
                  "interval": interval, "seed": seed, "name": name}
     if target and (target.endswith(".py") or "/" in target) and os.path.isfile(target):
         target = os.path.abspath(target)  # so that resume works from any directory
     config = {"target": target, "entry": entry, "overrides": overrides, **_defaults(opts)}
+    from cosinetui.scripts import is_script
+
+    # An explicit --entry says the file is an experiment (a missing function is then an error).
+    entry_given = click.get_current_context().get_parameter_source("entry") != click.core.ParameterSource.DEFAULT
+    if not entry_given and is_script(target, entry):
+        config.update(mode="script", script_args=list(script_args))
+    elif script_args:
+        _fail(f"unexpected arguments {' '.join(script_args)!r}: only a training script (a file "
+              "without experiment()) takes arguments")
     _guard(opts["debug"], lambda: _start(config, run_dir=run_dir, opts=opts))
 
 

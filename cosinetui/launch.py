@@ -161,6 +161,8 @@ def trainer_options(
 
 def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
     """Run an experiment as the options say; returns the process exit status."""
+    if config.get("mode") == "script":
+        return start_script(config, run_dir=run_dir, opts=opts, resume=resume)
     from cosinetui import distributed
 
     if distributed.in_worker():
@@ -187,13 +189,7 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         del exp
         gc.collect()
     if opts.get("detach"):
-        child = spawn_trainer(path, opts, resume)
-        if isinstance(child, int):
-            return child
-        print(f"training in the background (pid {child.pid}): {path}")
-        print(f"  watch and steer:  cosinetui attach {path}")
-        print(f"  output:           {path / OUTPUT_LOG}")
-        return 0
+        return detach(path, opts, resume)
     if not headless:
         return run_with_dashboard(path, opts, resume)
     if nproc > 1:
@@ -216,6 +212,36 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     finally:
         session.wait(60)
         server.close()
+
+
+def start_script(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool) -> int:
+    """A training script that calls cosinetui.track(): run as `python script args` would,
+    headless here, or in the trainer child process under the dashboard or detached."""
+    from cosinetui import scripts
+
+    scripts.check_options(config, opts)
+    path = scripts.prepare_dir(config, run_dir, resume)
+    opts = dict(opts)
+    for key in ("on_nan", "checkpoint_every"):
+        if opts.get(key) is None:
+            opts[key] = config.get(key)
+    store.write_config(path, {**config, "on_nan": opts["on_nan"], "checkpoint_every": opts["checkpoint_every"]})
+    if opts.get("detach"):
+        return detach(path, opts, resume)
+    if not (opts["headless"] or not sys.stdout.isatty()):
+        _say(f"running {config['target']}; the dashboard opens when it calls cosinetui.track()")
+        return run_with_dashboard(path, opts, resume)
+    return scripts.run_here(config, path, opts, resume)
+
+
+def detach(path: Path, opts: dict[str, Any], resume: bool) -> int:
+    child = spawn_trainer(path, opts, resume)
+    if isinstance(child, int):
+        return child
+    print(f"training in the background (pid {child.pid}): {path}")
+    print(f"  watch and steer:  cosinetui attach {path}")
+    print(f"  output:           {path / OUTPUT_LOG}")
+    return 0
 
 
 def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:
@@ -300,7 +326,10 @@ def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.
     output.log; return it once its control socket answers, or the exit status if it failed."""
     from cosinetui.remote import is_live
 
-    argv = [a for a in sys.argv[1:] if a != "--detach"]
+    argv = sys.argv[1:]
+    # A script's own arguments follow "--": the trainer's options go before them.
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, script_args = [a for a in argv[:cut] if a != "--detach"], argv[cut:]
     if not argv or argv[0] not in ("run", "resume"):
         argv = ["run", *argv]
     argv += ["--headless"]
@@ -308,6 +337,7 @@ def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.
         argv += ["--run-dir", str(path)]
     if not opts.get("on_nan"):
         argv += ["--on-nan", "pause"]  # someone can attach and resume
+    argv += script_args
     log = path / OUTPUT_LOG
     out = store.open_new_or_append(log)  # never through a symlink planted in the directory
     try:

@@ -99,7 +99,8 @@ def test_bad_experiment_files_get_a_short_error(tmp_path, content, expected):
     path = tmp_path / "exp.py"
     if content is not None:
         path.write_text(content)
-    out = cli("run", str(path), "--headless", "--run-dir", str(tmp_path / "r"))
+    # --entry: a file without the function is an experiment with an error, not a script.
+    out = cli("run", str(path), "--entry", "experiment", "--headless", "--run-dir", str(tmp_path / "r"))
     assert out.returncode == 2
     assert expected in out.stderr
     assert str(path) in out.stderr

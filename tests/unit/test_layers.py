@@ -26,6 +26,10 @@ DOMAIN = [
     "cosinetui.readers.tensorboard",
     "cosinetui.readers.lightning_csv",
     "cosinetui.export",
+    "cosinetui.tracking",
+    "cosinetui.recorder",
+    "cosinetui.scripts",
+    "cosinetui.loopstate",
 ]
 
 
