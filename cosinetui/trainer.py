@@ -70,6 +70,9 @@ class _StopTraining(Exception):
     pass
 
 
+_END_OF_EPOCH = object()
+
+
 class Trainer:
     """Trains ``experiment``; ``listeners`` receive every event (from the trainer thread).
 
@@ -213,8 +216,14 @@ class Trainer:
         self._epoch_started = time.perf_counter()
         self._epoch_trained_samples = 0
         self._chunk_start, self._last_flush = self.step, time.monotonic()
-        for batch in batches:
+        while True:
+            # Commands first, then the fetch: a checkpoint taken here holds the RNG state
+            # before the next batch draws from it (a loader sampling with torch.randint, an
+            # augmentation in a Dataset), so a resume from it fetches the same batch.
             self._between_batches(epoch)
+            batch = next(batches, _END_OF_EPOCH)
+            if batch is _END_OF_EPOCH:
+                break
             lr = self.optimizer.param_groups[0]["lr"]
             n = batch_size(batch)
             loss = self._train_batch(to_device(batch, self.device))
