@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,33 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+# What atomic_write's mkstemp names look like: ".<name>.<8 random characters>.tmp".
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temp_files(run_dir: Path) -> int:
+    """Remove the temp files of writes that never finished (a process killed while writing a
+    checkpoint leaves one as large as the checkpoint); return the bytes freed.
+
+    Call it only while holding the run: a live writer's temp file looks the same.
+    """
+    freed = 0
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name) or entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+            os.unlink(entry.path)  # a symlink is removed, never followed
+            freed += size
+        except OSError:
+            pass
+    return freed
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -129,6 +129,9 @@ class Trainer:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.log = store.MetricsLog(self.run_dir / store.METRICS)
+            # Whoever runs this trainer holds the run (the control socket's lock, or a fresh
+            # directory), so a temp file here is a leftover of a killed process.
+            store.remove_stale_temp_files(self.run_dir)
         except OSError as exc:
             event = Failed(0, 0, f"cannot write the run directory: {exc}")
             for listener in self.listeners:
