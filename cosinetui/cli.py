@@ -241,7 +241,7 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
 @main.command(name="ls")
 @click.option("--root", default="runs", show_default=True, help="Directory holding the runs.")
 def list_runs(root: str) -> None:
-    """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val."""
+    """List runs: name, state (live, finished, stopped, failed, interrupted, crashed), epochs, best val."""
     from cosinetui.remote import is_live
     from cosinetui.runs import format_table, run_dirs, summarise
     from cosinetui.store import RunDirError

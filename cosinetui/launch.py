@@ -64,15 +64,20 @@ def check_device(device: str) -> None:
 def prepare_dir(exp: Experiment, run_dir: str | None, resume: bool) -> Path:
     if resume:
         path = Path(run_dir)  # type: ignore[arg-type]
-        if not (path / store.CHECKPOINT).exists():
-            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
-        from cosinetui.checkpoint import load_checkpoint
-
-        load_checkpoint(path / store.CHECKPOINT)  # unreadable or foreign: say so before starting
         from cosinetui.remote import is_live
 
         if is_live(path):
             raise store.RunDirError(f"{path} is still training; watch it with: cosinetui attach {path}")
+        if not (path / store.CHECKPOINT).exists():
+            if store.checkpoints_recorded(path):
+                raise store.RunDirError(
+                    f"{path}: checkpoint.pt is missing, though the run's log records one; "
+                    "restore it to resume (or start a new run)"
+                )
+            return path  # it ended before its first checkpoint: ``start`` starts it afresh
+        from cosinetui.checkpoint import load_checkpoint
+
+        load_checkpoint(path / store.CHECKPOINT)  # unreadable or foreign: say so before starting
         return path
     if run_dir:
         path = Path(run_dir)
@@ -89,6 +94,9 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
     device = opts["device"] or config.get("device") or "auto"
     check_device(device)
     path = prepare_dir(exp, run_dir, resume)
+    if resume and not (path / store.CHECKPOINT).exists():
+        _say(f"{path}: no checkpoint: the run ended before its first one; starting it again from scratch")
+        resume = False
     # Options not given now fall back to what the run was started with (resume).
     # ("is None", not falsy: --checkpoint-every 0 is a choice; --amp is a flag, False = not given.)
     opts = dict(opts)

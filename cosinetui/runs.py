@@ -15,7 +15,7 @@ from cosinetui.history import History
 class RunSummary:
     path: Path
     name: str
-    state: str  # live, finished, stopped, failed, interrupted
+    state: str  # live, finished, stopped, failed, interrupted, crashed
     epoch: int
     epochs: int
     best_val: float | None
@@ -41,6 +41,8 @@ def summarise(run_dir: Path, live: bool) -> RunSummary:
         state = "live"
     elif history.state in ("finished", "stopped", "failed"):
         state = history.state
+    elif not any(e.type == "checkpoint" for e in log.events) and not (run_dir / store.CHECKPOINT).exists():
+        state = "crashed"  # killed before its first checkpoint: resume starts it afresh
     else:
         state = "interrupted"  # the process ended without writing how (killed, power cut)
     best = history.best_epoch
@@ -64,5 +66,9 @@ def format_table(rows: list[RunSummary]) -> str:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
         lines.append(
             f"{r.name[:20]:<20} {r.state:<11} {f'{r.epoch}/{r.epochs}':>9} {best:>9}  {started:<16}  {r.path}"
+        )
+    if any(r.state == "crashed" for r in rows):
+        lines.append(
+            "crashed: killed before its first checkpoint; cosinetui resume DIR starts it again from scratch"
         )
     return "\n".join(lines)

@@ -181,6 +181,14 @@ def read_log(path: str | os.PathLike[str]) -> LogRead:
     return out
 
 
+def checkpoints_recorded(run_dir: str | os.PathLike[str]) -> int:
+    """How many checkpoint records the run's metrics log holds (0 without a readable log)."""
+    try:
+        return sum(e.type == "checkpoint" for e in read_log(run_dir).events)
+    except RunDirError:
+        return 0
+
+
 def parse_line(line: str | bytes) -> tuple[Event | None, str]:
     """One metrics-log line -> (event, "") or (None, why it was skipped); a blank line is
     (None, "")."""
