@@ -75,7 +75,7 @@ def save_checkpoint(
         "rng": capture_rng(),
         "epoch_rng": epoch_rng,
     }
-    atomic_write(Path(path), lambda fh: torch.save(payload, fh))
+    atomic_write(Path(path), lambda fh: torch.save(payload, fh), what="checkpoint")
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

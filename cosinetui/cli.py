@@ -177,11 +177,11 @@ def _defaults(opts: dict) -> dict:
 def _guard(debug: bool, action) -> None:  # noqa: ANN001
     """Run ``action``; known errors become one clear line (a traceback only with --debug)."""
     from cosinetui.experiment import ExperimentError
-    from cosinetui.store import RunDirError
+    from cosinetui.store import RunDirError, WriteError
 
     try:
         code = action()
-    except (ExperimentError, RunDirError, ValueError) as exc:
+    except (ExperimentError, RunDirError, ValueError, WriteError) as exc:
         if debug:
             raise
         hint = "" if debug else " (--debug shows the traceback)"

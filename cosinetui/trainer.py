@@ -113,6 +113,7 @@ class Trainer:
         self._epoch_samples = 0
         self._epoch_rng: dict[str, Any] | None = None
         self._training = False  # set once the run has started (after any resume load)
+        self._saved: tuple[int, int, int] | None = None  # (epoch, step, batch) of the checkpoint on disk
 
     # ------------------------------------------------------------------ outside API
 
@@ -138,10 +139,11 @@ class Trainer:
                 listener(event)
             return
         try:
-            self._run()
-        except _StopTraining:
-            self._finish(self._stop_reason or "stopped")
-        except Exception as exc:
+            try:
+                self._run()
+            except _StopTraining:
+                self._finish(self._stop_reason or "stopped")
+        except Exception as exc:  # the end's own checkpoint or log write fails the run too
             self._fail(exc)
         finally:
             self.log.close()
@@ -442,6 +444,21 @@ class Trainer:
 
     def _checkpoint(self, reason: str) -> None:
         path = self.run_dir / store.CHECKPOINT
+        try:
+            self._save_checkpoint(path)
+        except store.WriteError as exc:
+            if self._saved is None:
+                kept = "no checkpoint had been written yet"
+            else:
+                epoch, step, batch = self._saved
+                where = f"epoch {epoch}" if not batch else f"epoch {epoch + 1}, step {step}"
+                kept = f"the previous checkpoint ({where}) is intact"
+            exc.args = (f"{exc.args[0]}; {kept}",)
+            raise
+        self._saved = (self.epoch, self.step, self.batch_in_epoch)
+        self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
+
+    def _save_checkpoint(self, path: Path) -> None:
         save_checkpoint(
             path,
             model=self.model,
@@ -454,7 +471,6 @@ class Trainer:
             epoch_loss=(self._epoch_loss_sum, self._epoch_samples),
             epoch_rng=self._epoch_rng if self.batch_in_epoch else None,
         )
-        self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
 
     def _load(self) -> int:
         ck = load_checkpoint(self.run_dir / store.CHECKPOINT, self.device)
@@ -465,6 +481,7 @@ class Trainer:
             self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.step = ck["epoch"], ck["step"]
         self.batch_in_epoch = ck["batch_in_epoch"]
+        self._saved = (self.epoch, self.step, self.batch_in_epoch)
         self._epoch_loss_sum, self._epoch_samples = ck["epoch_loss"]
         self._epoch_rng = ck.get("epoch_rng")
         self._resume_rng = ck["rng"]
@@ -490,16 +507,32 @@ class Trainer:
         )
 
     def _fail(self, exc: BaseException) -> None:
-        tb = traceback.format_exc()
+        """End the run with a ``failed`` record; never raises. A write error (a full disk)
+        is one line, no traceback: the message says which file and what was kept."""
+        if isinstance(exc, store.WriteError):
+            error, tb = str(exc), ""
+        else:
+            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
         try:
             self._pending.clear()
             # Only a run that got as far as training has a state worth saving: a failure
             # while building or loading must not replace the checkpoint being resumed.
             if self._training:
                 self._checkpoint("failure")
+        except store.WriteError as again:
+            if not (isinstance(exc, store.WriteError) and exc.what == again.what):
+                error += f"; the checkpoint could not be written either: {again}"
         except Exception:  # noqa: BLE001 - the original failure is what matters
             tb += "\n(checkpoint on failure also failed)\n" + traceback.format_exc()
-        self._emit(Failed(self.epoch, self.step, f"{type(exc).__name__}: {exc}", tb))
+        event = Failed(self.epoch, self.step, error, tb)
+        try:
+            self._emit(event)
+        except store.WriteError as lost:
+            # The log cannot take its end: those watching still learn how the run ended.
+            event = Failed(self.epoch, self.step, f"{error}; the metrics log could not record this end ({lost})", tb)
+            self.history.apply(event)
+            for listener in self.listeners:
+                listener(event)
 
 
 def _len_or_zero(data: Any) -> int:
