@@ -84,6 +84,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str | Non
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise WriteError(what, path, exc) from None
+    _unfinished.add(tmp)
     sink = _Sink(Path(tmp), os.fdopen(fd, "wb"))
     try:
         with sink.fh:
@@ -103,7 +104,22 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str | Non
         if sink.error is not None and isinstance(exc, Exception):
             raise WriteError(what, path, sink.error) from None
         raise
+    finally:
+        _unfinished.discard(tmp)
     _fsync_dir(path.parent)
+
+
+_unfinished: set[str] = set()  # temp files being written now
+
+
+def discard_unfinished_writes() -> None:
+    """Remove the temp files of writes in progress, for a process about to exit at once
+    (from any thread): the files they were to replace stay as they were."""
+    for tmp in list(_unfinished):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 # What atomic_write's mkstemp names look like: ".<name>.<8 random characters>.tmp".
