@@ -201,11 +201,11 @@ def _defaults(opts: dict) -> dict:
 def _guard(debug: bool, action) -> None:  # noqa: ANN001
     """Run ``action``; known errors become one clear line (a traceback only with --debug)."""
     from cosinetui.experiment import ExperimentError
-    from cosinetui.store import RunDirError
+    from cosinetui.store import RunDirError, WriteError
 
     try:
         code = action()
-    except (ExperimentError, RunDirError, ValueError) as exc:
+    except (ExperimentError, RunDirError, ValueError, WriteError) as exc:
         if debug:
             raise
         hint = "" if debug else " (--debug shows the traceback)"
@@ -308,7 +308,8 @@ def _serve_web(run_dir: str, host: str, port: int) -> None:
 @click.option("--sort", "sort_key", type=click.Choice(["age", "name", "state", "epochs", "best"]), default="age", show_default=True,
               help="age: last written first; best: lowest best val first; epochs: most trained first.")
 def list_runs(root: str, sort_key: str = "age") -> None:
-    """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val,
+    """List runs: name, state (live, finished, stopped, failed, interrupted,
+    crashed), epochs, best val,
     the last alert raised and the time since the run last wrote to its log."""
     from cosinetui.runs import format_table, is_running, run_dirs, sort_rows, summarise
     from cosinetui.store import RunDirError

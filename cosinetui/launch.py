@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,19 +87,24 @@ def check_resume(run_dir: str | os.PathLike[str]) -> Path:
     directory and config.json are the user's own, checkpoint.pt loads, no process runs it."""
     path = Path(run_dir)
     read_resume_config(path)
-    checkpoint = path / store.CHECKPOINT
-    if not os.path.lexists(checkpoint):
-        raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
-    store.check_own_file(checkpoint)
-    if os.path.lexists(path / store.METRICS):
-        store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
-    from cosinetui.checkpoint import load_checkpoint
-
-    load_checkpoint(checkpoint)  # unreadable or foreign: say so before starting
     from cosinetui.remote import is_live
 
     if is_live(path):
         raise store.RunDirError(f"{path} is still training; watch it with: cosinetui attach {path}")
+    if os.path.lexists(path / store.METRICS):
+        store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
+    checkpoint = path / store.CHECKPOINT
+    if not os.path.lexists(checkpoint):
+        if store.checkpoints_recorded(path):
+            raise store.RunDirError(
+                f"{path}: checkpoint.pt is missing, though the run's log records one; "
+                "restore it to resume (or start a new run)"
+            )
+        return path  # it ended before its first checkpoint: ``start`` starts it afresh
+    store.check_own_file(checkpoint)
+    from cosinetui.checkpoint import load_checkpoint
+
+    load_checkpoint(checkpoint)  # unreadable or foreign: say so before starting
     return path
 
 
@@ -181,6 +187,9 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
 
         check_nproc(nproc, device)
     path = prepare_dir(exp, run_dir, resume)
+    if resume and not (path / store.CHECKPOINT).exists():
+        _say(f"{path}: no checkpoint: the run ended before its first one; starting it again from scratch")
+        resume = False
     record = settings_record(config, opts, device)
     headless = opts["headless"] or not sys.stdout.isatty()
     if opts.get("detach") or not headless:
@@ -286,22 +295,26 @@ def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:
     return code
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_headless(session: TrainerSession, path: Path) -> int:
     """Train in this thread, printing the run's events as lines. Ctrl+C, SIGTERM and SIGHUP
     stop it after the current batch with a checkpoint; a second signal exits at once."""
     received: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
-        if received:  # the last checkpoint stays valid: it is replaced atomically
+        if received:
             _say(f"{name} again: exiting without waiting")
+            # A checkpoint being written is dropped: the previous one stays, intact.
+            store.discard_unfinished_writes()
             os._exit(128 + signum)
         received.append(signum)
         _say(f"{name}: stopping after the current batch and writing a checkpoint...")
         session.send(Stop("signal"))
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    _watch_signals(on_signal)
     ends: list[Event] = []
     session.trainer.listeners.append(Printer(lambda line: print(line, flush=True)))
     session.trainer.listeners.append(lambda e: ends.append(e) if isinstance(e, (Finished, Failed)) else None)
@@ -319,6 +332,29 @@ def run_headless(session: TrainerSession, path: Path) -> int:
         _say(f"stopped ({what}); resume with: cosinetui resume {path}")
         return 128 + received[0] if received else 1
     return 0
+
+
+def _watch_signals(on_signal: Any) -> None:
+    """Call ``on_signal(signum)`` from a thread of its own for every stop signal received.
+
+    Python runs signal handlers in the main thread only, between bytecodes: while the main
+    thread trains inside a long C call (a checkpoint's fsync, a large kernel) they wait, and
+    two signals arriving meanwhile become one call. The wake-up fd gets a byte for every
+    signal the moment it arrives, so a second signal is seen, and acted on, at once.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: None)  # the watcher below does the work
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            for signum in os.read(read_fd, 64):
+                if signum in STOP_SIGNALS:
+                    on_signal(signum)
+
+    threading.Thread(target=watch, name="cosinetui-signals", daemon=True).start()
 
 
 def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.Popen | int:

@@ -17,7 +17,7 @@ from cosinetui.history import History
 class RunSummary:
     path: Path
     name: str
-    state: str  # live, finished, stopped, failed, interrupted
+    state: str  # live, finished, stopped, failed, interrupted, crashed
     epoch: int
     epochs: int
     best_val: float | None
@@ -90,6 +90,8 @@ def summarise(run_dir: Path, live: bool) -> RunSummary:
         state = "live"
     elif history.state in ("finished", "stopped", "failed"):
         state = history.state
+    elif not any(e.type == "checkpoint" for e in log.events) and not (run_dir / store.CHECKPOINT).exists():
+        state = "crashed"  # killed before its first checkpoint: resume starts it afresh
     else:
         state = "interrupted"  # the process ended without writing how (killed, power cut)
     best = history.best_epoch
@@ -152,5 +154,9 @@ def format_table(rows: list[RunSummary], now: float | None = None) -> str:
         lines.append(
             f"{r.name[:20]:<20} {r.state:<11} {f'{r.epoch}/{r.epochs}':>9} {best:>9}  "
             f"{alert[:22]:<22} {age:>4}  {r.path}"
+        )
+    if any(r.state == "crashed" for r in rows):
+        lines.append(
+            "crashed: killed before its first checkpoint; cosinetui resume DIR starts it again from scratch"
         )
     return "\n".join(lines)
