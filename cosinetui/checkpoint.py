@@ -81,7 +81,7 @@ def save_checkpoint(
         "epoch_scalars": {str(k): [float(v[0]), float(v[1])] for k, v in (epoch_scalars or {}).items()},
         "world_size": world_size,  # ranks that trained it; the model is the unwrapped one
     }
-    atomic_write(Path(path), lambda fh: torch.save(payload, fh))
+    atomic_write(Path(path), lambda fh: torch.save(payload, fh), what="checkpoint")
 
 
 def save_weights(path: Path, model: torch.nn.Module, *, epoch: int, step: int, val_loss: float | None) -> None:

@@ -11,6 +11,9 @@ import sys
 
 import click
 
+from cosinetui.cli_logs import export, read_events, tag_options
+from cosinetui.cli_logs import list_tags as print_tags
+
 
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"cosinetui: {message}", err=True)
@@ -49,7 +52,9 @@ def main(ctx: click.Context) -> None:
       cosinetui run exp.py --nproc 4   DDP on 4 GPUs (or CPU processes)
       cosinetui attach                 the dashboard on a live run
       cosinetui ls                     runs and their state
-      cosinetui diagnose runs/NAME     warnings for a recorded run
+      cosinetui diagnose runs/NAME     warnings (also of TensorBoard, Lightning logs)
+      cosinetui show A B               recorded runs, compared
+      cosinetui export runs/NAME       as CSV or TensorBoard event files
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(run)
@@ -58,37 +63,35 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of alerts.")
-def diagnose(path: str, as_json: bool) -> None:
+@tag_options
+def diagnose(path: str, as_json: bool, train_tag: str | None = None, val_tag: str | None = None,
+             lr_tag: str | None = None, list_tags: bool = False) -> None:
     """Check a recorded run for overfitting, instability, NaN, divergence and plateaus.
 
-    PATH is a run directory or a metrics.jsonl file (epoch records alone are enough, so
-    logs converted from other tools work too). Exits 0 whatever it finds.
+    PATH is a run directory or a metrics.jsonl file, a TensorBoard log directory or event
+    file, or a Lightning CSVLogger metrics.csv (docs/usage.md). Exits 0 whatever it finds.
     """
+    if list_tags:
+        print_tags(path, train_tag, val_tag, lr_tag)
+        return
     from cosinetui.diagnostics import diagnose as find_alerts
     from cosinetui.diagnostics import format_alerts
     from cosinetui.events import to_json
     from cosinetui.history import History
+    from cosinetui.readers import without_missing_train
 
-    alerts = find_alerts(History.from_events(_read_events(path)))
+    events = _read_events(path, train_tag, val_tag, lr_tag)
+    alerts = without_missing_train(find_alerts(History.from_events(events)), events)
     if as_json:
         click.echo(json.dumps([to_json(a) for a in alerts], indent=2))
     else:
         click.echo(format_alerts(alerts))
 
 
-def _read_events(path: str) -> list:
-    """The events of a metrics log; skipped lines are warned about, no records is an error."""
-    from cosinetui.store import RunDirError, read_log
-
-    try:
-        log = read_log(path)
-    except RunDirError as exc:
-        _fail(str(exc))
-    for problem in log.problems:
-        click.echo(f"warning: {problem}", err=True)
-    if not log.events:
-        _fail(f"{path}: no readable records (expected JSON lines with a \"type\" field)")
-    return log.events
+def _read_events(path: str, train: str | None = None, val: str | None = None, lr: str | None = None) -> list:
+    """The events of a run (any log the readers know); skipped records are warned about, no
+    records is an error."""
+    return read_events(path, train, val, lr)
 
 
 def _positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -134,6 +137,7 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
 
 @main.command()
 @click.argument("target", required=False)
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--entry", default="experiment", show_default=True, help="Function in the file that returns the Experiment.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs.")
 @click.option("--lr", type=float, callback=_positive_float, help="Peak learning rate (param group 0; other groups keep their ratio).")
@@ -144,23 +148,35 @@ def _training_options(func):  # noqa: ANN001, ANN202 - click decorator stacking
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Directory for this run (default: runs/<name>-<time>).")
 @click.option("--name", callback=_run_name, help="Run name (default: the experiment's).")
 @_training_options
-def run(target: str | None = None, entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
+def run(target: str | None = None, script_args: tuple[str, ...] = (), entry: str = "experiment", epochs: int | None = None, lr: float | None = None,
         eta_min: float | None = None, warmup: int | None = None, interval: str | None = None, seed: int | None = None,
         run_dir: str | None = None, name: str | None = None, **opts) -> None:  # noqa: ANN003
     """Train an experiment: TARGET is a file defining experiment() or package.module:function.
 
     Without TARGET, trains the built-in demo (a spiral classifier, about a minute on a CPU).
-    Options override what the experiment sets.
+    Options override what the experiment sets. A file with no experiment() is a training
+    script that calls cosinetui.track(): it runs as `python TARGET SCRIPT_ARGS` would, with
+    the dashboard attached (give its own options after --).
 
     \b
       cosinetui run my_experiment.py --epochs 50 --lr 0.1
       cosinetui run mypkg.train:make_experiment --interval batch --warmup 500
+      cosinetui run train.py -- --batch-size 32
     """
     overrides = {"epochs": epochs, "lr": lr, "eta_min": eta_min, "warmup": warmup,
                  "interval": interval, "seed": seed, "name": name}
     if target and (target.endswith(".py") or "/" in target) and os.path.isfile(target):
         target = os.path.abspath(target)  # so that resume works from any directory
     config = {"target": target, "entry": entry, "overrides": overrides, **_defaults(opts)}
+    from cosinetui.scripts import is_script
+
+    # An explicit --entry says the file is an experiment (a missing function is then an error).
+    entry_given = click.get_current_context().get_parameter_source("entry") != click.core.ParameterSource.DEFAULT
+    if not entry_given and is_script(target, entry):
+        config.update(mode="script", script_args=list(script_args))
+    elif script_args:
+        _fail(f"unexpected arguments {' '.join(script_args)!r}: only a training script (a file "
+              "without experiment()) takes arguments")
     _guard(opts["debug"], lambda: _start(config, run_dir=run_dir, opts=opts))
 
 
@@ -201,7 +217,7 @@ def _defaults(opts: dict) -> dict:
 
 def _guard(debug: bool, action) -> None:  # noqa: ANN001
     """Run ``action``; known errors become one clear line (a traceback only with --debug)."""
-    from cosinetui.store import RunDirError
+    from cosinetui.store import RunDirError, WriteError
 
     try:
         code = action()
@@ -209,7 +225,7 @@ def _guard(debug: bool, action) -> None:  # noqa: ANN001
         # The dashboard's process never imports torch, which comes with cosinetui.experiment:
         # an ExperimentError can only have been raised where that module was loaded.
         experiment = sys.modules.get("cosinetui.experiment")
-        known = (RunDirError, ValueError, *([experiment.ExperimentError] if experiment else []))
+        known = (RunDirError, ValueError, WriteError, *([experiment.ExperimentError] if experiment else []))
         if debug or not isinstance(exc, known):
             raise
         hint = "" if debug else " (--debug shows the traceback)"
@@ -218,29 +234,49 @@ def _guard(debug: bool, action) -> None:  # noqa: ANN001
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=str))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
-def show(run_dir: str, no_mouse: bool) -> None:
-    """Open a recorded run (finished, or a live one read-only) in the dashboard."""
+@tag_options
+def show(runs: tuple[str, ...], no_mouse: bool, train_tag: str | None = None, val_tag: str | None = None,
+         lr_tag: str | None = None, list_tags: bool = False) -> None:
+    """Open a recorded run (finished, or a live one read-only) in the dashboard.
+
+    A run is a run directory, a metrics.jsonl, a TensorBoard log or a Lightning metrics.csv.
+    With several, their loss and LR curves are overlaid and the epoch table has a tab a run.
+    """
+    if list_tags:
+        for path in runs:
+            if len(runs) > 1:
+                click.echo(f"{path}:")
+            print_tags(path, train_tag, val_tag, lr_tag)
+        return
     from cosinetui.session import ReplaySession
 
-    events = _read_events(run_dir)
+    loaded = [_read_events(path, train_tag, val_tag, lr_tag) for path in runs]
     if not sys.stdout.isatty():
-        _fail("show needs a terminal; for text output use: cosinetui diagnose " + run_dir)
+        _fail("show needs a terminal; for text output use: cosinetui diagnose " + runs[0])
+    if len(runs) > 1:
+        from cosinetui.ui.compare import run_compare
+
+        sys.exit(run_compare(list(zip(runs, loaded, strict=True)), mouse=not no_mouse))
     from cosinetui.ui.app import run_dashboard
 
-    sys.exit(run_dashboard(ReplaySession(events), mouse=not no_mouse))
+    sys.exit(run_dashboard(ReplaySession(loaded[0]), mouse=not no_mouse))
 
 
 @main.command()
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=str))
 @click.option("--root", default="runs", show_default=True, help="Where to look for live runs without RUN_DIR.")
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse.")
-def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
+@click.option("--web", is_flag=True, help="Serve the dashboard to a browser (textual-serve) instead of this terminal.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="--web: the port to serve on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="--web: the address to serve on; anyone who reaches it can steer the run.")
+def attach(run_dir: str | None, root: str, no_mouse: bool, web: bool = False, port: int = 8000,
+           host: str = "127.0.0.1") -> None:
     """Open the dashboard on a live run (default: the most recent one under --root).
 
     Pause, adjust, checkpoint and stop work as in-process; leaving (q, then detach) never
-    stops the run.
+    stops the run. With --web, the same dashboard is served on http://127.0.0.1:PORT.
     """
     from cosinetui.remote import AttachedSession, AttachError, live_runs
 
@@ -254,9 +290,15 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
         session.start()
     except AttachError as exc:
         _fail(str(exc))
-    if not sys.stdout.isatty():
+    if web:
+        session.close()  # each browser page attaches on its own
+        _serve_web(run_dir, host, port)
+        return
+    from cosinetui.ui.web import under_web_driver
+
+    if not sys.stdout.isatty() and not under_web_driver():
         session.close()
-        _fail("attach needs a terminal")
+        _fail("attach needs a terminal (or serve it to a browser: cosinetui attach --web)")
     from cosinetui.ui.app import run_dashboard
 
     try:
@@ -266,11 +308,30 @@ def attach(run_dir: str | None, root: str, no_mouse: bool) -> None:
     sys.exit(max(code, 0))
 
 
+def _serve_web(run_dir: str, host: str, port: int) -> None:
+    from cosinetui.ui.web import LOOPBACK, WebError, serve
+
+    if host not in LOOPBACK:
+        click.echo(
+            f"warning: serving on {host}: anyone who can reach it can pause, change and stop "
+            "this run (the page has no login); prefer an SSH tunnel to 127.0.0.1",
+            err=True,
+        )
+    try:
+        serve(run_dir, host, port, echo=click.echo)
+    except WebError as exc:
+        _fail(str(exc))
+
+
 @main.command(name="ls")
 @click.option("--root", default="runs", show_default=True, help="Directory holding the runs.")
-def list_runs(root: str) -> None:
-    """List runs: name, state (live, finished, stopped, failed, interrupted), epochs, best val."""
-    from cosinetui.runs import format_table, is_running, run_dirs, summarise
+@click.option("--sort", "sort_key", type=click.Choice(["age", "name", "state", "epochs", "best"]), default="age", show_default=True,
+              help="age: last written first; best: lowest best val first; epochs: most trained first.")
+def list_runs(root: str, sort_key: str = "age") -> None:
+    """List runs: name, state (live, finished, stopped, failed, interrupted,
+    crashed), epochs, best val,
+    the last alert raised and the time since the run last wrote to its log."""
+    from cosinetui.runs import format_table, is_running, run_dirs, sort_rows, summarise
     from cosinetui.store import RunDirError
 
     rows = []
@@ -285,4 +346,7 @@ def list_runs(root: str) -> None:
     if not rows:
         click.echo(f"no runs under {root}/")
         return
-    click.echo(format_table(rows))
+    click.echo(format_table(sort_rows(rows, sort_key)))
+
+
+main.add_command(export)

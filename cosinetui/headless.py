@@ -66,7 +66,8 @@ def format_event(event: Event) -> str | None:
         best = f"; best val {_num(event.best_val_loss)}" if event.best_val_loss is not None else ""
         return f"finished ({event.reason}) after {event.epoch} epochs, {event.step} steps{best}"
     if isinstance(event, Failed):
-        return f"FAILED at epoch {event.epoch + 1}, step {event.step}: {event.error}\n{event.traceback}"
+        tail = f"\n{event.traceback}" if event.traceback else ""  # none for a write error
+        return f"FAILED at epoch {event.epoch + 1}, step {event.step}: {event.error}{tail}"
     return None
 
 

@@ -78,7 +78,8 @@ class History:
             self._add_epoch(event)
         elif isinstance(event, RunStarted):
             self.run = event
-            self.schedule = event.schedule
+            # Empty when the loop's scheduler is not an AdjustableCosineLR (track()): no plan.
+            self.schedule = event.schedule or None
             self.state = "running"
             self.end = None
             # A resumed run restarts from its checkpoint: drop what came after it.

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,19 +94,24 @@ def check_resume(run_dir: str | os.PathLike[str]) -> Path:
     directory and config.json are the user's own, checkpoint.pt loads, no process runs it."""
     path = Path(run_dir)
     read_resume_config(path)
-    checkpoint = path / store.CHECKPOINT
-    if not os.path.lexists(checkpoint):
-        raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
-    store.check_own_file(checkpoint)
-    if os.path.lexists(path / store.METRICS):
-        store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
-    from cosinetui.checkpoint import load_checkpoint
-
-    load_checkpoint(checkpoint)  # unreadable or foreign: say so before starting
     from cosinetui.remote import is_live
 
     if is_live(path):
         raise store.RunDirError(f"{path} is still training; watch it with: cosinetui attach {path}")
+    if os.path.lexists(path / store.METRICS):
+        store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
+    checkpoint = path / store.CHECKPOINT
+    if not os.path.lexists(checkpoint):
+        if store.checkpoints_recorded(path):
+            raise store.RunDirError(
+                f"{path}: checkpoint.pt is missing, though the run's log records one; "
+                "restore it to resume (or start a new run)"
+            )
+        return path  # it ended before its first checkpoint: ``start`` starts it afresh
+    store.check_own_file(checkpoint)
+    from cosinetui.checkpoint import load_checkpoint
+
+    load_checkpoint(checkpoint)  # unreadable or foreign: say so before starting
     return path
 
 
@@ -197,12 +203,14 @@ def trainer_options(
 
 def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
     """Run an experiment as the options say; returns the process exit status."""
+    if config.get("mode") == "script":
+        return start_script(config, run_dir=run_dir, opts=opts, resume=resume)
     from cosinetui import distributed
 
     headless = opts["headless"] or not sys.stdout.isatty()
     if not headless and not opts.get("detach") and not distributed.in_worker():
         # The dashboard first, torch never: the trainer child loads the experiment.
-        return run_with_dashboard(config, run_dir, opts, resume)
+        return run_dashboard_first(config, run_dir, opts, resume)
     if distributed.in_worker():
         from cosinetui.ranks import run_rank
 
@@ -219,24 +227,21 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
 
         check_nproc(nproc, device)
     path = prepare_dir(exp, run_dir, resume)
+    if resume and not (path / store.CHECKPOINT).exists():
+        _say(f"{path}: no checkpoint: the run ended before its first one; starting it again from scratch")
+        resume = False
     if resume and _say_if_complete(path, exp.epochs):
         return 0
     record = settings_record(config, opts, device)
-    if opts.get("detach"):
+    if opts.get("detach") or not headless:
         # The experiment was loaded here only to report its errors at once; the trainer
         # process loads its own. Drop this copy (its data may be large) before waiting.
         del exp
         gc.collect()
     if opts.get("detach"):
-        child = spawn_trainer(path, opts, resume)
-        if isinstance(child, int):
-            return child
-        print(f"training in the background (pid {child.pid}): {path}")
-        print(f"  watch and steer:  cosinetui attach {path}")
-        print(f"  output:           {path / OUTPUT_LOG}")
-        return 0
-    from cosinetui.session import TrainerSession
-
+        return detach(path, opts, resume)
+    if not headless:
+        return run_with_dashboard(path, opts, resume)
     if nproc > 1:
         del exp  # each rank loads its own
         gc.collect()
@@ -244,6 +249,8 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
 
         announce_ready(path, path / OUTPUT_LOG)  # a dashboard attaches once rank 0 serves
         return launch_ranks(path, nproc, resume)
+    from cosinetui.session import TrainerSession
+
     session = TrainerSession(exp, trainer_options(path, device, opts, resume, record))
     from cosinetui.remote import RunServer, ServeError
 
@@ -264,6 +271,76 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
             sampler.close()
         session.wait(60)
         server.close()
+
+
+def start_script(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool) -> int:
+    """A training script that calls cosinetui.track(): run as `python script args` would,
+    headless here, or in the trainer child process under the dashboard or detached."""
+    from cosinetui import scripts
+
+    scripts.check_options(config, opts)
+    path = scripts.prepare_dir(config, run_dir, resume)
+    opts = dict(opts)
+    for key in ("on_nan", "checkpoint_every"):
+        if opts.get(key) is None:
+            opts[key] = config.get(key)
+    store.write_config(path, {**config, "on_nan": opts["on_nan"], "checkpoint_every": opts["checkpoint_every"]})
+    if opts.get("detach"):
+        return detach(path, opts, resume)
+    if not (opts["headless"] or not sys.stdout.isatty()):
+        _say(f"running {config['target']}; the dashboard opens when it calls cosinetui.track()")
+        return run_with_dashboard(path, opts, resume)
+    return scripts.run_here(config, path, opts, resume)
+
+
+def detach(path: Path, opts: dict[str, Any], resume: bool) -> int:
+    child = spawn_trainer(path, opts, resume)
+    if isinstance(child, int):
+        return child
+    print(f"training in the background (pid {child.pid}): {path}")
+    print(f"  watch and steer:  cosinetui attach {path}")
+    print(f"  output:           {path / OUTPUT_LOG}")
+    return 0
+
+
+def run_with_dashboard(path: Path, opts: dict[str, Any], resume: bool) -> int:
+    """The dashboard in this process, the trainer in a child process attached over the run's
+    control socket.
+
+    Two processes, not two threads: a UI thread competes with the training loop for Python's
+    interpreter lock and measurably slows it (docs/performance.md), a separate process does
+    not. It also makes a dropped connection harmless: the child, in a session of its own,
+    never sees the terminal's SIGHUP and trains on, ready for `cosinetui attach`.
+    """
+    from cosinetui.remote import AttachedSession, AttachError
+    from cosinetui.ui.app import run_dashboard
+
+    try:
+        child = spawn_trainer(path, opts, resume)
+    except KeyboardInterrupt:
+        _say("interrupted while starting; the trainer stops with a checkpoint")
+        return 130
+    if isinstance(child, int):
+        return child
+    session = AttachedSession(path)
+    session.owns_run = True  # we started it: quitting stops it unless the user detaches
+    try:
+        session.start()
+    except (AttachError, KeyboardInterrupt) as exc:
+        child.terminate()  # SIGTERM: the trainer stops after its batch, with a checkpoint
+        _say(f"could not open the dashboard ({exc or 'interrupted'}); the trainer was stopped")
+        return 1
+    try:
+        code = run_dashboard(session, mouse=not opts["no_mouse"])
+    finally:
+        session.close()
+    if code == DETACHED:
+        return 0  # run_dashboard said where the run is and how to attach
+    try:
+        child.wait(timeout=60)  # it ends right after its Finished event
+    except subprocess.TimeoutExpired:
+        _say(f"the trainer (pid {child.pid}) is still writing; it will finish in the background")
+    return code
 
 
 def start_sampler(publish: Any, device: Any) -> Any:
@@ -294,7 +371,7 @@ def provisional_name(config: dict[str, Any]) -> str:
     return target.split(":", 1)[0].rsplit(".", 1)[-1]
 
 
-def run_with_dashboard(
+def run_dashboard_first(
     config: dict[str, Any], run_dir: str | None, opts: dict[str, Any], resume: bool
 ) -> int:
     """The dashboard in this process, at once, and the trainer in a child process that loads
@@ -352,22 +429,26 @@ def trainer_argv(opts: dict[str, Any], resume: bool, run_dir: Path | None = None
     return argv
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_headless(session: TrainerSession, path: Path) -> int:
     """Train in this thread, printing the run's events as lines. Ctrl+C, SIGTERM and SIGHUP
     stop it after the current batch with a checkpoint; a second signal exits at once."""
     received: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
-        if received:  # the last checkpoint stays valid: it is replaced atomically
+        if received:
             _say(f"{name} again: exiting without waiting")
+            # A checkpoint being written is dropped: the previous one stays, intact.
+            store.discard_unfinished_writes()
             os._exit(128 + signum)
         received.append(signum)
         _say(f"{name}: stopping after the current batch and writing a checkpoint...")
         session.send(Stop("signal"))
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    _watch_signals(on_signal)
     ends: list[Event] = []
     session.trainer.listeners.append(Printer(lambda line: print(line, flush=True)))
     session.trainer.listeners.append(lambda e: ends.append(e) if isinstance(e, (Finished, Failed)) else None)
@@ -387,12 +468,46 @@ def run_headless(session: TrainerSession, path: Path) -> int:
     return 0
 
 
+def _watch_signals(on_signal: Any) -> None:
+    """Call ``on_signal(signum)`` from a thread of its own for every stop signal received.
+
+    Python runs signal handlers in the main thread only, between bytecodes: while the main
+    thread trains inside a long C call (a checkpoint's fsync, a large kernel) they wait, and
+    two signals arriving meanwhile become one call. The wake-up fd gets a byte for every
+    signal the moment it arrives, so a second signal is seen, and acted on, at once.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: None)  # the watcher below does the work
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            for signum in os.read(read_fd, 64):
+                if signum in STOP_SIGNALS:
+                    on_signal(signum)
+
+    threading.Thread(target=watch, name="cosinetui-signals", daemon=True).start()
+
+
 def spawn_trainer(path: Path, opts: dict[str, Any], resume: bool) -> subprocess.Popen | int:
     """Start the same command again as a headless process of its own session, writing to
     output.log; return it once its control socket answers, or the exit status if it failed."""
     from cosinetui.remote import is_live
 
-    argv = trainer_argv(opts, resume, path)
+    argv = sys.argv[1:]
+    # A script's own arguments follow "--": the trainer's options go before them.
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, script_args = [a for a in argv[:cut] if a != "--detach"], argv[cut:]
+    if not argv or argv[0] not in ("run", "resume"):
+        argv = ["run", *argv]
+    argv += ["--headless"]
+    if not resume and "--run-dir" not in argv:
+        argv += ["--run-dir", str(path)]
+    if not opts.get("on_nan"):
+        argv += ["--on-nan", "pause"]  # someone can attach and resume
+    argv += script_args
     log = path / OUTPUT_LOG
     out = store.open_new_or_append(log)  # never through a symlink planted in the directory
     try:

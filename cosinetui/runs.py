@@ -17,11 +17,13 @@ from cosinetui.history import History
 class RunSummary:
     path: Path
     name: str
-    state: str  # live, finished, stopped, failed, interrupted
+    state: str  # live, finished, stopped, failed, interrupted, crashed
     epoch: int
     epochs: int
     best_val: float | None
     started: float  # Unix time of the first run_started, or the directory's mtime
+    updated: float = 0.0  # Unix time of the metrics log's last write
+    last_alert: str = ""  # "severity kind" of the alert episode raised last, "" if none
 
 
 def run_dirs(root: str | os.PathLike[str], unreadable: list[str] | None = None) -> list[Path]:
@@ -88,9 +90,13 @@ def summarise(run_dir: Path, live: bool) -> RunSummary:
         state = "live"
     elif history.state in ("finished", "stopped", "failed"):
         state = history.state
+    elif not any(e.type == "checkpoint" for e in log.events) and not (run_dir / store.CHECKPOINT).exists():
+        state = "crashed"  # killed before its first checkpoint: resume starts it afresh
     else:
         state = "interrupted"  # the process ended without writing how (killed, power cut)
     best = history.best_epoch
+    alerts = history.active_alerts()
+    updated = (run_dir / store.METRICS).stat().st_mtime
     return RunSummary(
         path=run_dir,
         name=history.run.run_name if history.run else run_dir.name,
@@ -98,18 +104,59 @@ def summarise(run_dir: Path, live: bool) -> RunSummary:
         epoch=history.epochs_done,
         epochs=history.total_epochs,
         best_val=best.val_loss if best else None,
-        started=first.time if first and first.time else (run_dir / store.METRICS).stat().st_mtime,
+        started=first.time if first and first.time else updated,
+        updated=updated,
+        last_alert=f"{alerts[0].severity} {alerts[0].kind}" if alerts else "",
     )
 
 
-def format_table(rows: list[RunSummary]) -> str:
+SORT_KEYS = ("age", "name", "state", "epochs", "best")
+
+
+def sort_rows(rows: list[RunSummary], key: str = "age") -> list[RunSummary]:
+    """age: most recently written first; best: lowest val first (runs without one last);
+    epochs: most trained first; name and state: alphabetical."""
+    if key == "name":
+        return sorted(rows, key=lambda r: r.name.lower())
+    if key == "state":
+        return sorted(rows, key=lambda r: (r.state, -r.updated))
+    if key == "epochs":
+        return sorted(rows, key=lambda r: (-r.epoch, -r.updated))
+    if key == "best":
+        def best(r: RunSummary) -> tuple:
+            ok = r.best_val is not None and math.isfinite(r.best_val)
+            return (not ok, r.best_val if ok else 0.0)
+
+        return sorted(rows, key=best)
+    return sorted(rows, key=lambda r: -r.updated)
+
+
+def format_age(seconds: float) -> str:
+    """A compact age: 42s, 5m, 3h, 2d."""
+    seconds = max(seconds, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def format_table(rows: list[RunSummary], now: float | None = None) -> str:
     import time
 
-    lines = [f"{'NAME':<20} {'STATE':<11} {'EPOCH':>9} {'BEST VAL':>9}  {'STARTED':<16}  DIRECTORY"]
+    now = time.time() if now is None else now
+    lines = [
+        f"{'NAME':<20} {'STATE':<11} {'EPOCH':>9} {'BEST VAL':>9}  {'LAST ALERT':<22} {'AGE':>4}  DIRECTORY"
+    ]
     for r in rows:
         best = "-" if r.best_val is None or not math.isfinite(r.best_val) else f"{r.best_val:.4g}"
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+        age = format_age(now - (r.updated or r.started))
+        alert = r.last_alert or "-"
         lines.append(
-            f"{r.name[:20]:<20} {r.state:<11} {f'{r.epoch}/{r.epochs}':>9} {best:>9}  {started:<16}  {r.path}"
+            f"{r.name[:20]:<20} {r.state:<11} {f'{r.epoch}/{r.epochs}':>9} {best:>9}  "
+            f"{alert[:22]:<22} {age:>4}  {r.path}"
+        )
+    if any(r.state == "crashed" for r in rows):
+        lines.append(
+            "crashed: killed before its first checkpoint; cosinetui resume DIR starts it again from scratch"
         )
     return "\n".join(lines)

@@ -10,8 +10,10 @@ Layout (docs/run-format.md)::
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -41,26 +43,123 @@ class RunDirError(Exception):
     """A run directory or metrics log that cannot be read; the message says why."""
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+class WriteError(OSError):
+    """A file of the run could not be written (a full disk, an I/O error); the message says
+    which file and why. ``what`` names the file for people ("checkpoint", "metrics log")."""
+
+    def __init__(self, what: str, path: Path, cause: OSError) -> None:
+        if cause.errno == errno.ENOSPC:
+            reason = "no space left on device"
+        elif cause.errno == errno.EDQUOT:
+            reason = "disk quota exceeded"
+        else:
+            reason = cause.strerror or str(cause)
+        super().__init__(f"{reason} while writing the {what} ({path})")
+        self.errno = cause.errno
+        self.what = what
+
+
+def _write(path: Path, fh: Any, data: bytes) -> int | None:
+    """Every byte a run writes goes through here (one place to simulate a full disk)."""
+    return fh.write(data)
+
+
+class _Sink:
+    """A file for ``atomic_write``'s writer that remembers the OSError a write raised: torch.save
+    reports one as "unexpected pos ...", which would hide that the disk is full."""
+
+    def __init__(self, path: Path, fh: IO[bytes]) -> None:
+        self.path, self.fh, self.error = path, fh, None
+
+    def write(self, data: bytes) -> int | None:
+        try:
+            return _write(self.path, self.fh, data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fh, name)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str | None = None) -> None:
     """Write via a temp file in the same directory, fsync, then rename over ``path``.
 
     A crash (or an exception from ``write``) at any point leaves the previous file intact.
+    A failed write raises WriteError naming ``what`` (default: the file's name).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    what = what or path.name
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteError(what, path, exc) from None
+    _unfinished.add(tmp)
+    sink = _Sink(Path(tmp), os.fdopen(fd, "wb"))
+    try:
+        with sink.fh:
+            write(sink)  # type: ignore[arg-type]
+            sink.fh.flush()
+            os.fsync(sink.fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, WriteError):
+            raise
+        if isinstance(exc, OSError):
+            raise WriteError(what, path, exc) from None
+        if sink.error is not None and isinstance(exc, Exception):
+            raise WriteError(what, path, sink.error) from None
         raise
+    finally:
+        _unfinished.discard(tmp)
     _fsync_dir(path.parent)
+
+
+_unfinished: set[str] = set()  # temp files being written now
+
+
+def discard_unfinished_writes() -> None:
+    """Remove the temp files of writes in progress, for a process about to exit at once
+    (from any thread): the files they were to replace stay as they were."""
+    for tmp in list(_unfinished):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+# What atomic_write's mkstemp names look like: ".<name>.<8 random characters>.tmp".
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temp_files(run_dir: Path) -> int:
+    """Remove the temp files of writes that never finished (a process killed while writing a
+    checkpoint leaves one as large as the checkpoint); return the bytes freed.
+
+    Call it only while holding the run: a live writer's temp file looks the same.
+    """
+    freed = 0
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name) or entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+            os.unlink(entry.path)  # a symlink is removed, never followed
+            freed += size
+        except OSError:
+            pass
+    return freed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -230,32 +329,76 @@ def check_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 
 class MetricsLog:
-    """Appends events to metrics.jsonl. ``flush()`` makes what was written durable."""
+    """Appends events to metrics.jsonl. ``flush()`` makes what was written durable.
+
+    Lines are buffered here and written whole: a write that fails (a full disk) is taken
+    back to the last complete line, so the log never ends mid-record, and its lines are kept
+    to be tried again at the next ``flush()``. Raises WriteError.
+    """
+
+    FLUSH_BYTES = 1 << 16
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         fd = open_new_or_append(self.path, readable=True)  # owner-only, never through a symlink
-        self._fh = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(fd, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._failed = False  # a write failed: wait for an explicit flush() to try again
+        self._size = os.fstat(fd).st_size  # where the last complete write ended
         self._repair_tail(fd)
 
     def _repair_tail(self, fd: int) -> None:
         # A crash mid-write can leave a last line without its newline; start on a fresh line
         # so the next record is not glued to the broken one.
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            self._fh.write("\n")
+        if self._size and os.pread(fd, 1, self._size - 1) != b"\n":
+            self._add(b"\n")
+
+    def _add(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_bytes += len(data)
 
     def write(self, event: Event) -> None:
-        self._fh.write(json.dumps(to_json(event), separators=(",", ":"), allow_nan=False) + "\n")
+        self._add((json.dumps(to_json(event), separators=(",", ":"), allow_nan=False) + "\n").encode())
+        if self._pending_bytes >= self.FLUSH_BYTES and not self._failed:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending = [data]
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[_write(self.path, self._file, view) or 0 :]
+        except OSError as exc:
+            self._failed = True
+            try:
+                os.ftruncate(self._file.fileno(), self._size)  # shrinking needs no space
+            except OSError:
+                pass
+            raise WriteError("metrics log", self.path, exc) from None
+        self._size += len(data)
+        self._pending, self._pending_bytes, self._failed = [], 0, False
 
     def flush(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._write_out()
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise WriteError("metrics log", self.path, exc) from None
 
     def close(self) -> None:
-        if not self._fh.closed:
+        """Flush and close; a write that fails here is dropped (the run already ended)."""
+        if self._file.closed:
+            return
+        try:
             self.flush()
-            self._fh.close()
+        except WriteError:
+            pass
+        finally:
+            self._file.close()
 
 
 @dataclass
@@ -389,6 +532,14 @@ def _check_schedule(state: dict[str, Any]) -> str:
     except (ValueError, TypeError, OverflowError) as exc:
         return f"bad schedule: {str(exc)[:200]}"
     return ""
+
+
+def checkpoints_recorded(run_dir: str | os.PathLike[str]) -> int:
+    """How many checkpoint records the run's metrics log holds (0 without a readable log)."""
+    try:
+        return sum(e.type == "checkpoint" for e in read_log(run_dir).events)
+    except RunDirError:
+        return 0
 
 
 def parse_line(line: str | bytes) -> tuple[Event | None, str]:

@@ -82,6 +82,9 @@ class _StopTraining(Exception):
     pass
 
 
+_END_OF_EPOCH = object()
+
+
 class Trainer:
     """Trains ``experiment``; ``listeners`` receive every event (from the training thread).
 
@@ -130,6 +133,7 @@ class Trainer:
         self._epoch_samples = 0
         self._epoch_rng: dict[str, Any] | None = None
         self._training = False  # set once the run has started (after any resume load)
+        self._saved: tuple[int, int, int] | None = None  # (epoch, step, batch) of the checkpoint on disk
 
     # ------------------------------------------------------------------ outside API
 
@@ -149,16 +153,20 @@ class Trainer:
             else:
                 self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self.log = store.MetricsLog(self.run_dir / store.METRICS)
+                # Whoever runs this trainer holds the run (the control socket's lock, or a
+                # fresh directory), so a temp file here is a leftover of a killed process.
+                store.remove_stale_temp_files(self.run_dir)
         except (OSError, store.RunDirError) as exc:
             event = Failed(0, 0, f"cannot write the run directory: {exc}")
             for listener in self.listeners:
                 listener(event)
             return
         try:
-            self._run()
-        except _StopTraining:
-            self._finish(self._stop_reason or "stopped")
-        except Exception as exc:
+            try:
+                self._run()
+            except _StopTraining:
+                self._finish(self._stop_reason or "stopped")
+        except Exception as exc:  # the end's own checkpoint or log write fails the run too
             self._fail(exc)
         finally:
             self.log.close()
@@ -276,12 +284,18 @@ class Trainer:
         self._epoch_trained_samples = 0
         self._chunk_start, self._last_flush = self.step, time.monotonic()
         k, per_pass = exp.accumulate, _len_or_zero(exp.train_data)
-        for batch in batches:
+        while True:
             # Flushed before a batch rather than after one, so that the epoch's last batch is
             # still pending when a leftover accumulation window steps after the loop.
             if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
                 self._flush_batches(epoch)
+            # Commands first, then the fetch: a checkpoint taken here holds the RNG state
+            # before the next batch draws from it (a loader sampling with torch.randint, an
+            # augmentation in a Dataset), so a resume from it fetches the same batch.
             self._between_batches(epoch)
+            batch = next(batches, _END_OF_EPOCH)
+            if batch is _END_OF_EPOCH:
+                break
             lr = self.optimizer.param_groups[0]["lr"]
             n = batch_size(batch)
             # A window of k batches ends with one optimizer step; so does a pass's last batch.
@@ -516,6 +530,21 @@ class Trainer:
         if self._quiet:
             return
         path = self.run_dir / store.CHECKPOINT
+        try:
+            self._save_checkpoint(path)
+        except store.WriteError as exc:
+            if self._saved is None:
+                kept = "no checkpoint had been written yet"
+            else:
+                epoch, step, batch = self._saved
+                where = f"epoch {epoch}" if not batch else f"epoch {epoch + 1}, step {step}"
+                kept = f"the previous checkpoint ({where}) is intact"
+            exc.args = (f"{exc.args[0]}; {kept}",)
+            raise
+        self._saved = (self.epoch, self.step, self.batch_in_epoch)
+        self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
+
+    def _save_checkpoint(self, path: Path) -> None:
         save_checkpoint(
             path,
             model=distributed.unwrap(self.model),
@@ -531,12 +560,13 @@ class Trainer:
             epoch_scalars=self._epoch_scalars,
             world_size=self.ranks.world_size if self.ranks is not None else 1,
         )
-        self._emit(CheckpointWritten(str(path), self.epoch, self.step, reason))
 
     def _save_best(self, epoch: int) -> None:
         """The weights of the best val epoch so far, next to the checkpoint (atomically)."""
+        if self._quiet:
+            return
         path = self.run_dir / store.BEST
-        save_weights(path, self.model, epoch=epoch, step=self.step, val_loss=self.history.best_epoch.val_loss)
+        save_weights(path, distributed.unwrap(self.model), epoch=epoch, step=self.step, val_loss=self.history.best_epoch.val_loss)
         self._emit(CheckpointWritten(str(path), epoch, self.step, "best"))
 
     def _load(self) -> int:
@@ -548,6 +578,7 @@ class Trainer:
             self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.step = ck["epoch"], ck["step"]
         self.batch_in_epoch = ck["batch_in_epoch"]
+        self._saved = (self.epoch, self.step, self.batch_in_epoch)
         self._epoch_loss_sum, self._epoch_samples = ck["epoch_loss"]
         # Checkpoints from before these were kept: one optimizer step per batch, no scalars.
         self.optimizer_steps = ck.get("optimizer_steps", self.step)
@@ -576,16 +607,32 @@ class Trainer:
         )
 
     def _fail(self, exc: BaseException) -> None:
-        tb = traceback.format_exc()
+        """End the run with a ``failed`` record; never raises. A write error (a full disk)
+        is one line, no traceback: the message says which file and what was kept."""
+        if isinstance(exc, store.WriteError):
+            error, tb = str(exc), ""
+        else:
+            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
         try:
             self._pending.clear()
             # Only a run that got as far as training has a state worth saving: a failure
             # while building or loading must not replace the checkpoint being resumed.
             if self._training:
                 self._checkpoint("failure")
+        except store.WriteError as again:
+            if not (isinstance(exc, store.WriteError) and exc.what == again.what):
+                error += f"; the checkpoint could not be written either: {again}"
         except Exception:  # noqa: BLE001 - the original failure is what matters
             tb += "\n(checkpoint on failure also failed)\n" + traceback.format_exc()
-        self._emit(Failed(self.epoch, self.step, f"{type(exc).__name__}: {exc}", tb))
+        event = Failed(self.epoch, self.step, error, tb)
+        try:
+            self._emit(event)
+        except store.WriteError as lost:
+            # The log cannot take its end: those watching still learn how the run ended.
+            event = Failed(self.epoch, self.step, f"{error}; the metrics log could not record this end ({lost})", tb)
+            self.history.apply(event)
+            for listener in self.listeners:
+                listener(event)
 
 
 def _to_host(

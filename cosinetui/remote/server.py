@@ -55,7 +55,7 @@ class RunInUse(ServeError):
 
 
 class _Client:
-    __slots__ = ("sock", "inbuf", "skipping", "out", "sent", "queued")
+    __slots__ = ("sock", "inbuf", "skipping", "out", "sent", "queued", "deaf")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -64,6 +64,7 @@ class _Client:
         self.out: deque[bytes] = deque()
         self.sent = 0  # bytes of out[0] already written
         self.queued = 0  # bytes in out, counting out[0] whole
+        self.deaf = False  # a send failed: nothing more is sent, what it sent is still read
 
 
 class RunServer:
@@ -343,6 +344,8 @@ class RunServer:
                 self._push(client, line)
 
     def _push(self, client: _Client, data: bytes) -> None:
+        if client.deaf:
+            return
         client.out.append(data)
         client.queued += len(data)
 
@@ -371,8 +374,12 @@ class RunServer:
             except BlockingIOError:
                 break
             except OSError:
-                self._drop(client)
-                return
+                # The client is gone or stopped reading, but a command it sent before
+                # closing may still wait unread: keep reading until its end of file.
+                client.deaf = True
+                client.out.clear()
+                client.queued = client.sent = 0
+                break
             client.sent += n
             if client.sent < len(head):
                 break

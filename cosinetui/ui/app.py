@@ -40,13 +40,12 @@ from cosinetui.leaving import leaving_lines
 from cosinetui.session import DETACHED, Session
 from cosinetui.ui import hangup, schedule_view, settings
 from cosinetui.ui.announcements import Announcer
-from cosinetui.ui.messages import FixRequested
 from cosinetui.ui.plot_pacing import PLOT_SECONDS, Milestones, PlotPacer
 from cosinetui.ui.screens.adjust import ScheduleForm
 from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
 from cosinetui.ui.screens.help import HelpScreen
 from cosinetui.ui.series import Axis
-from cosinetui.ui.widgets.alerts import FIX_KEYS, AlertsPanel
+from cosinetui.ui.widgets.alerts import FIX_KEYS, FIX_LABELS, AlertsPanel
 from cosinetui.ui.widgets.epoch_table import EpochTable
 from cosinetui.ui.widgets.plots import LR_TITLE, LossPlot, LRPlot, preview_data
 from cosinetui.ui.widgets.progress import EpochProgress
@@ -91,7 +90,8 @@ class CosineApp(App[int]):
         Binding("ctrl+c", "quit_dialog", "quit", id="quit_ctrl_c", show=False, priority=True),
         Binding("ctrl+q", "quit_dialog", "quit", id="quit_ctrl_q", show=False, priority=True),
         *(
-            Binding(key, f"fix('{key}')", f"fix {key}", id=f"fix_{key}", show=False)
+            # Shown in the footer only while a warning offers that fix (see check_action).
+            Binding(key, f"fix('{key}')", FIX_LABELS[key], id=f"fix_{key}")
             for key in FIX_KEYS
         ),
     ]
@@ -236,7 +236,8 @@ class CosineApp(App[int]):
             self._version = history.version
             self.epoch_table.update_from(history)
             self.progress.update_from(history)
-            self.alerts_panel.update_from(history)
+        # Every poll: a run that ended or a Stop sent takes the fix keys away.
+        self.alerts_panel.update_from(history, fixes=self._fixes_apply())
         self._update_plots()
         self._update_bindings()
         if self.stopping and (history.end is not None or self.session.done):
@@ -353,9 +354,7 @@ class CosineApp(App[int]):
         if action == "grad_norm":  # offered once the run records a norm (max_grad_norm)
             return bool(self.history.scalar("grad_norm")) or self.lr_plot.grad_norm
         if action == "fix":
-            if self.session.read_only or self.run_over or self.stopping:
-                return False
-            return parameters[0] in self.alerts_panel.keys
+            return self._fixes_apply() and parameters[0] in self.alerts_panel.keys
         return True
 
     def action_pause(self) -> None:
@@ -431,12 +430,14 @@ class CosineApp(App[int]):
             RestartScreen(plan.question, preview, ("restart", self.history.version)), confirmed
         )
 
-    def action_fix(self, key: str) -> None:
-        alert = self.alerts_panel.keys.get(key)
-        if alert is not None and alert.action:
-            self.post_message(FixRequested(alert.action))
+    def _fixes_apply(self) -> bool:
+        """Whether a fix could be sent now: not on a recorded or finished run."""
+        return not (self.session.read_only or self.run_over or self.stopping)
 
-    def on_fix_requested(self, message: FixRequested) -> None:
+    def action_fix(self, key: str) -> None:
+        self.alerts_panel.request_fix(key)
+
+    def on_alerts_panel_fix_requested(self, message: AlertsPanel.FixRequested) -> None:
         action = message.action
         try:
             command = command_from_json(action)

@@ -99,7 +99,8 @@ def test_bad_experiment_files_get_a_short_error(tmp_path, content, expected):
     path = tmp_path / "exp.py"
     if content is not None:
         path.write_text(content)
-    out = cli("run", str(path), "--headless", "--run-dir", str(tmp_path / "r"))
+    # --entry: a file without the function is an experiment with an error, not a script.
+    out = cli("run", str(path), "--entry", "experiment", "--headless", "--run-dir", str(tmp_path / "r"))
     assert out.returncode == 2
     assert expected in out.stderr
     assert str(path) in out.stderr
@@ -197,7 +198,10 @@ def test_signal_stops_after_the_batch_checkpoints_and_resumes(tmp_path, sig):
 
 def test_resume_errors_are_clear(tmp_path):
     out = cli("resume", str(tmp_path / "nothing"))
-    assert out.returncode == 2 and "not a cosinetui run directory" in out.stderr
+    assert out.returncode == 2 and "no such directory" in out.stderr
+    (tmp_path / "empty").mkdir(mode=0o700)
+    out = cli("resume", str(tmp_path / "empty"))
+    assert out.returncode == 2 and "config.json" in out.stderr
 
 
 def test_loading_seeds_model_initialisation():

@@ -10,6 +10,7 @@ from textual.widgets import Button, Input, Static
 
 from cosinetui.events import (
     AdjustSchedule,
+    Alert,
     BatchChunk,
     CommandRefused,
     EpochEnd,
@@ -28,6 +29,7 @@ from cosinetui.session import DETACHED, ReplaySession
 from cosinetui.ui.app import PLOT_SECONDS, CosineApp
 from cosinetui.ui.screens.adjust import ScheduleForm
 from cosinetui.ui.screens.confirm import QuitScreen, RestartScreen
+from cosinetui.ui.widgets.alerts import FIX_KEYS
 from cosinetui.ui.widgets.epoch_table import EpochTable
 from cosinetui.ui.widgets.plots import LossPlot, LRPlot
 from cosinetui.ui.widgets.status import StatusLine
@@ -699,3 +701,45 @@ async def test_epoch_table_empties_when_a_resume_goes_back_to_no_epochs():
         await pilot.pause()
         assert table.row_count == 0 and table.virtual_size.height == 1
         assert table.render_line(1).text.strip() == "" and not table.show_vertical_scrollbar
+
+
+def _footer_keys(app) -> set[str]:
+    """The keys the footer shows now (Textual hides bindings check_action refuses)."""
+    return {b.key for _, b, enabled, _ in app.active_bindings.values() if b.show and enabled}
+
+
+@pilot_test
+async def test_fix_keys_are_in_the_footer_and_shown_once():
+    session = ScriptedSession(scripted_events())
+    app = CosineApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert {"h", "w"} <= _footer_keys(app) and not {"n", "e", "c"} & _footer_keys(app)
+        texts = [str(s.render()) for s in app.query(".alert")]
+        # The key once, as the panel's badge; never again inside the suggestion.
+        assert any(t.endswith(" h  halve the LR") for t in texts), texts
+        assert not any("h: " in t or t.count(" h ") > 1 for t in texts), texts
+
+
+@pilot_test
+async def test_a_legacy_key_prefix_in_a_logged_suggestion_is_not_repeated():
+    old = Alert("nan", "critical", 3, "train loss is not a number", "h: halve the LR", None,
+                {"type": "adjust", "op": "reanneal", "args": {"factor": 0.5}}, "nan:3")
+    app = CosineApp(ScriptedSession([*scripted_events(alerts=False), old]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        (text,) = [str(s.render()) for s in app.query(".alert")]
+        assert text.endswith(" h  halve the LR") and "h: " not in text
+
+
+@pilot_test
+async def test_a_finished_run_shows_no_fix_keys():
+    app = CosineApp(ReplaySession(scripted_events()))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        texts = [str(s.render()) for s in app.query(".alert")]
+        assert len(texts) == 2 and any("halve the LR" in t for t in texts)
+        assert not any(" h  " in t or " w  " in t for t in texts), texts
+        assert not set(FIX_KEYS) & _footer_keys(app)
+        await pilot.press("h")
+        assert not isinstance(app.screen, ScheduleForm)

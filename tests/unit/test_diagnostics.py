@@ -284,7 +284,7 @@ def test_val_rising_after_its_minimum_is_overfitting_within_a_few_epochs() -> No
     events = synthetic_run(20, decaying(2.3, 0.02, 5), val, lr=per_epoch(cosine(0.1, 30)))
     calls = live(events)
     raised = [a for c in calls for a in c if a.kind == "overfitting"]
-    assert raised and raised[0].epoch <= 14
+    assert raised and raised[0].epoch <= 15  # GL 10 (or 3x val noise) on two epochs
     assert raised[0].action == {"type": "adjust", "op": "reanneal", "args": {"steps": 3}}
     assert len({a.key for a in raised}) == 1  # one episode, updated and escalated
     final = only(diagnose(history_of(events)), "overfitting")
@@ -308,7 +308,7 @@ def test_epoch_only_log_overfitting() -> None:
 
     events = synthetic_run(14, decaying(2.3, 0.02, 4), val, batches=False)
     over = only(diagnose(history_of(events)), "overfitting")
-    assert over.epoch == 10
+    assert over.epoch in (10, 11)  # GL 5 or three times val's own noise, on two epochs
 
 
 # ----------------------------------------------------------------------------- instability
@@ -318,7 +318,7 @@ def test_val_jumping_up_and_down_is_instability() -> None:
     events = synthetic_run(14, HEALTHY_TRAIN, lambda e: HEALTHY_VAL(e) * (1.6 if e % 2 else 1))
     alerts = diagnose(history_of(events))
     inst = only(alerts, "instability")
-    assert inst.epoch <= 5 and inst.suggestion == "h: halve the LR"
+    assert inst.epoch <= 5 and inst.suggestion == "halve the LR"
 
 
 def test_repeated_batch_spikes_are_instability() -> None:
@@ -380,9 +380,9 @@ def test_live_and_offline_agree(case: str) -> None:
 
 def test_format_alerts() -> None:
     assert "no warnings" in format_alerts([])
-    alert = Alert("nan", "critical", 3, "train loss is not a number", "h: halve the LR", 120)
+    alert = Alert("nan", "critical", 3, "train loss is not a number", "halve the LR", 120)
     text = format_alerts([alert])
-    assert "CRITICAL" in text and "epoch 3, step 120" in text and "h: halve the LR" in text
+    assert "CRITICAL" in text and "epoch 3, step 120" in text and "-> halve the LR" in text
 
 
 def test_updates_look_only_at_new_batches() -> None:
@@ -393,8 +393,8 @@ def test_updates_look_only_at_new_batches() -> None:
     history.lrs.extend([0.1] * 100_000)
     monitor.update(history)  # the one full pass
     seen: list[int] = []
-    diverge = monitor._diverge
-    monitor._diverge = lambda step, x, grace: (seen.append(step), diverge(step, x, grace))[1]
+    diverge = monitor._on_batch[-1]
+    monitor._on_batch[-1] = lambda step, x, grace: (seen.append(step), diverge(step, x, grace))[1]
     for k in range(50):
         losses = tuple(1 + 0.3 * rng.random() for _ in range(50))
         history.apply(BatchChunk(101, len(history.losses), losses, (0.1,) * 50, 50 * (k + 1)))

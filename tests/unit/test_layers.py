@@ -22,6 +22,14 @@ DOMAIN = [
     "cosinetui.session",
     "cosinetui.headless",
     "cosinetui.demos",
+    "cosinetui.readers",
+    "cosinetui.readers.tensorboard",
+    "cosinetui.readers.lightning_csv",
+    "cosinetui.export",
+    "cosinetui.tracking",
+    "cosinetui.recorder",
+    "cosinetui.scripts",
+    "cosinetui.loopstate",
     "cosinetui.system_sampler",
     "cosinetui.leaving",
 ]
@@ -60,6 +68,9 @@ def test_the_dashboard_show_attach_and_ls_import_no_torch():
             "cosinetui.runs",
             "cosinetui.store",
             "cosinetui.cli",
+            "cosinetui.readers",
+            "cosinetui.ui.compare",
+            "cosinetui.ui.web",
         ]
     )
     assert "torch" not in loaded and "textual" in loaded
