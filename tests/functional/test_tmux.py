@@ -185,7 +185,7 @@ def test_the_dashboard_shows_while_the_experiment_loads_and_shows_its_failure(tm
     start fails inside the dashboard, and its error is printed again on the way out."""
     slow = tmp_path / "slow_bad.py"
     slow.write_text("import time\ntime.sleep(4)\nraise RuntimeError('no data here')\n")
-    tmux.start(f"{cosinetui_command()} run {slow}")
+    tmux.start(f"{cosinetui_command()} run {slow} --entry experiment")
     screen = tmux.wait_for("slow_bad", timeout=30)  # the file's name until the run names itself
     assert "starting…" in screen
     assert "q quit" in tmux.wait_for("q quit")

@@ -41,7 +41,7 @@ def test_the_child_starts_and_the_session_attaches(tmp_path):
 def test_an_experiment_that_cannot_start_is_a_failure_with_its_message(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("raise RuntimeError('no data here')\n")
-    session = TrainerChild(["run", str(bad), "--headless"], run_name="bad")
+    session = TrainerChild(["run", str(bad), "--entry", "experiment", "--headless"], run_name="bad")
     session.start()
     events = events_until_end(session)
     assert isinstance(events[-1], Failed) and "no data here" in events[-1].error
