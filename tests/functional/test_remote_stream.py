@@ -60,7 +60,7 @@ class Producer:
             self.log.write(event)
             self.server.listener(event)
             if self.flush_every and k % self.flush_every == 0:
-                self.log._fh.flush()  # to the OS, without the fsync (speed)
+                self.log._write_out()  # to the OS, without the fsync (speed)
         self.log.close()
 
 

@@ -27,7 +27,7 @@ def test_orphan_temp_files_are_removed_at_the_next_start_and_resume(tmp_path):
     os.symlink(target, run_dir / ".best.pt.abcdefgh.tmp")  # removed, never followed
     assert _run(run_dir)[-1].reason == "completed"
     left = sorted(p.name for p in run_dir.iterdir())
-    assert left == sorted([*keep, store.CHECKPOINT, store.METRICS])
+    assert left == sorted([*keep, store.BEST, store.CHECKPOINT, store.METRICS])
     assert target.read_text() == "keep me"
     # A resume cleans up too.
     (run_dir / orphans[0]).write_bytes(b"partial checkpoint")
