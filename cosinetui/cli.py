@@ -341,6 +341,8 @@ def list_runs(root: str, sort_key: str = "age") -> None:
             rows.append(summarise(d, live=is_running(d)))
         except RunDirError as exc:
             click.echo(f"warning: {exc}", err=True)
+        except PermissionError:
+            click.echo(f"warning: {d}: not readable; skipped", err=True)
     for what in unreadable:
         click.echo(f"warning: {what}; skipped", err=True)
     if not rows:

@@ -102,6 +102,10 @@ def check_resume(run_dir: str | os.PathLike[str]) -> Path:
         store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
     checkpoint = path / store.CHECKPOINT
     if not os.path.lexists(checkpoint):
+        if not os.path.lexists(path / store.METRICS):
+            # Nothing ever trained here: there is nothing to restart, and the experiment's
+            # code is not run on the word of a config.json alone.
+            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
         if store.checkpoints_recorded(path):
             raise store.RunDirError(
                 f"{path}: checkpoint.pt is missing, though the run's log records one; "

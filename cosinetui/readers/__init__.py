@@ -80,6 +80,8 @@ def kind_of(path: str | os.PathLike[str]) -> tuple[str, Path]:
         if "tfevents" in p.name:
             return "tensorboard", p
         return "metrics", p
+    if os.path.lexists(p / METRICS) and not (p / METRICS).is_file():
+        raise ReaderError(f"{p / METRICS}: not a regular file")
     kind = _log_in(p)
     if kind is not None:
         return kind, (p / CSV_NAME if kind == "csv" else p)
