@@ -3,15 +3,11 @@ options of ``show`` and ``diagnose``, ``--list-tags``, and ``cosinetui export``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"cosinetui: {message}", err=True)
-    sys.exit(code)
+from cosinetui.cli.errors import fail as _fail
 
 
 def tag_options(func):  # noqa: ANN001, ANN202 - click decorator stacking

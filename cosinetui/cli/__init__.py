@@ -11,13 +11,9 @@ import sys
 
 import click
 
-from cosinetui.cli_logs import export, read_events, tag_options
-from cosinetui.cli_logs import list_tags as print_tags
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"cosinetui: {message}", err=True)
-    sys.exit(code)
+from cosinetui.cli.errors import fail as _fail
+from cosinetui.cli.logs import export, read_events, tag_options
+from cosinetui.cli.logs import list_tags as print_tags
 
 
 class _Commands(click.Group):
