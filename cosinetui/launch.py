@@ -89,9 +89,14 @@ def read_resume_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def check_resume(run_dir: str | os.PathLike[str]) -> Path:
+def check_resume(run_dir: str | os.PathLike[str], restart: bool = False) -> Path:
     """Everything `resume` checks before it imports the experiment (which runs its code): the
-    directory and config.json are the user's own, checkpoint.pt loads, no process runs it."""
+    directory and config.json are the user's own, checkpoint.pt loads, no process runs it.
+
+    Without a checkpoint there is nothing to resume: only ``restart`` (`--restart`, asked for
+    in so many words) starts such a run again from scratch, which runs the experiment's code
+    on the word of config.json, as `run` would.
+    """
     path = Path(run_dir)
     read_resume_config(path)
     from cosinetui.remote import is_live
@@ -102,16 +107,17 @@ def check_resume(run_dir: str | os.PathLike[str]) -> Path:
         store.check_own_file(path / store.METRICS)  # appended to: a plain file of the user's
     checkpoint = path / store.CHECKPOINT
     if not os.path.lexists(checkpoint):
-        if not os.path.lexists(path / store.METRICS):
-            # Nothing ever trained here: there is nothing to restart, and the experiment's
-            # code is not run on the word of a config.json alone.
-            raise store.RunDirError(f"{path}: no checkpoint.pt to resume from")
         if store.checkpoints_recorded(path):
             raise store.RunDirError(
                 f"{path}: checkpoint.pt is missing, though the run's log records one; "
                 "restore it to resume (or start a new run)"
             )
-        return path  # it ended before its first checkpoint: ``start`` starts it afresh
+        if not restart:
+            raise store.RunDirError(
+                f"{path}: no checkpoint.pt to resume from (the run ended before its first one); "
+                f"start it again from scratch with: cosinetui resume {path} --restart"
+            )
+        return path  # ``start`` starts it afresh
     store.check_own_file(checkpoint)
     from cosinetui.checkpoint import load_checkpoint
 
@@ -219,8 +225,8 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         from cosinetui.ranks import run_rank
 
         return run_rank(config, run_dir=run_dir, opts=opts, resume=resume)
-    if resume:
-        check_resume(run_dir)  # type: ignore[arg-type]  # before the experiment's code runs
+    if resume:  # before the experiment's code runs
+        check_resume(run_dir, restart=bool(opts.get("restart")))  # type: ignore[arg-type]
     device = opts["device"] or config.get("device") or "auto"
     check_device(device, amp=bool(opts.get("amp") or config.get("amp")))
     exp = build_experiment(config)
@@ -231,10 +237,12 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
 
         check_nproc(nproc, device)
     path = prepare_dir(exp, run_dir, resume)
-    if resume and not (path / store.CHECKPOINT).exists():
+    # --restart of a run that ended before its first checkpoint: it trains from scratch (the
+    # processes started below are told `resume ... --restart` and find the same).
+    restarting = resume and not (path / store.CHECKPOINT).exists()
+    if restarting:
         _say(f"{path}: no checkpoint: the run ended before its first one; starting it again from scratch")
-        resume = False
-    if resume and _say_if_complete(path, exp.epochs):
+    if resume and not restarting and _say_if_complete(path, exp.epochs):
         return 0
     record = settings_record(config, opts, device)
     if opts.get("detach") or not headless:
@@ -255,7 +263,7 @@ def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], 
         return launch_ranks(path, nproc, resume)
     from cosinetui.session import TrainerSession
 
-    session = TrainerSession(exp, trainer_options(path, device, opts, resume, record))
+    session = TrainerSession(exp, trainer_options(path, device, opts, resume and not restarting, record))
     from cosinetui.remote import RunServer, ServeError
 
     server = RunServer(path, session.trainer.send)

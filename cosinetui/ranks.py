@@ -140,7 +140,7 @@ def _train_rank(
     if ranks.is_main:
         try:
             if resume:  # torchrun may start a resume directly: check before importing its code
-                check_resume(run_dir)  # type: ignore[arg-type]
+                check_resume(run_dir, restart=bool(opts.get("restart")))  # type: ignore[arg-type]
             exp = build_experiment(config)  # seeded alike: every rank starts from the same weights
             path = prepare_dir(exp, run_dir, resume)
         except BaseException:
@@ -153,7 +153,9 @@ def _train_rank(
             return 1
         path = Path(shared)
         exp = build_experiment(config)
-    session = TrainerSession(exp, trainer_options(path, device, opts, resume, settings_record(config, opts, device)))
+    restarting = resume and not (path / store.CHECKPOINT).exists()  # --restart: from scratch
+    options = trainer_options(path, device, opts, resume and not restarting, settings_record(config, opts, device))
+    session = TrainerSession(exp, options)
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -157,6 +157,6 @@ def format_table(rows: list[RunSummary], now: float | None = None) -> str:
         )
     if any(r.state == "crashed" for r in rows):
         lines.append(
-            "crashed: killed before its first checkpoint; cosinetui resume DIR starts it again from scratch"
+            "crashed: killed before its first checkpoint; cosinetui resume DIR --restart starts it again from scratch"
         )
     return "\n".join(lines)

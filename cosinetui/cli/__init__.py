@@ -185,6 +185,8 @@ def _start(config: dict, **kwargs) -> int:  # noqa: ANN003
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--epochs", type=click.IntRange(min=1), help="Train to this many epochs in all (extends the run).")
+@click.option("--restart", is_flag=True,
+              help="A run that ended before its first checkpoint: start it again from scratch in the same directory.")
 @_training_options
 def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: ANN003
     """Continue RUN_DIR from its checkpoint, appending to its metrics log."""

@@ -32,8 +32,11 @@ def test_ls_names_it_and_resume_starts_it_again(tmp_path):
     assert listed.returncode == 0
     row = next(line for line in listed.stdout.splitlines() if str(run_dir) in line)
     assert row.split()[1] == "crashed"
-    assert "starts it again from scratch" in listed.stdout
-    again = cli("resume", str(run_dir))
+    assert "resume DIR --restart starts it again from scratch" in listed.stdout
+    refused = cli("resume", str(run_dir))  # nothing to resume: only --restart runs its code
+    assert refused.returncode == 2 and f"cosinetui resume {run_dir} --restart" in refused.stderr
+    assert len(store.read_log(run_dir).events) == 2
+    again = cli("resume", str(run_dir), "--restart")
     assert again.returncode == 0, again.stderr
     assert "ended before its first one; starting it again from scratch" in again.stderr
     assert "started" in again.stdout.splitlines()[0]

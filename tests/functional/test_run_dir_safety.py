@@ -123,7 +123,6 @@ def evil_run(where: Path) -> tuple[Path, Path]:
     return run, marker
 
 
-@pytest.mark.xfail(reason="known regression: resume of a run dir without a checkpoint imports its experiment before refusing", strict=False)
 def test_resume_without_a_checkpoint_imports_nothing(tmp_path):
     run, marker = evil_run(tmp_path)
     out = cli("resume", str(run), "--headless")
