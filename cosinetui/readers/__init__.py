@@ -119,6 +119,13 @@ def read_run(
 ) -> LogRead:
     """The events of any run ``path`` names. Raises ReaderError (or RunDirError) when it
     cannot be read at all; lines or records skipped are listed in ``problems``."""
+    try:
+        return _read_run(path, train, val, lr)
+    except PermissionError as exc:  # another user's run: one line, as ls says it
+        raise ReaderError(f"{exc.filename or path}: not readable (permission denied)") from None
+
+
+def _read_run(path: str | os.PathLike[str], train: str | None, val: str | None, lr: str | None) -> LogRead:
     kind, p = kind_of(path)
     if kind == "metrics":
         if train or val or lr:

@@ -275,7 +275,6 @@ def readable_copy(finished_run: Path, where: Path, mode: int) -> Path:
     return where
 
 
-@pytest.mark.xfail(reason="known regression: diagnose of an unreadable run log ends in a PermissionError traceback", strict=False)
 @as_root
 def test_ls_and_diagnose_skip_a_run_they_cannot_read(shared_tree, finished_run):
     readable_copy(finished_run, shared_tree / "open", 0o755)
