@@ -81,19 +81,23 @@ async def test_bad_input_changes_nothing_and_apply_changes_the_lrs_used(tmp_path
         _, planned_before, _, _ = app.lr_plot._data
         await press(pilot, "a")
         form = app.screen
-        await press(pilot, "ctrl+o")  # retime: end the cosine at epoch 6
-        form.query_one("#retime-T_max", Input).value = "6"
+        # Retime: end the cosine a few epochs after the one paused in (under load the pause
+        # may land several epochs after the key, and an end in the past is refused).
+        end = CosineSchedule.from_state(schedule_before).step + 3
+        await press(pilot, "ctrl+o")
+        form.query_one("#retime-T_max", Input).value = str(end)
         await pilot.pause()
+        assert not form.query_one("#apply", Button).disabled, form.result
         await press(pilot, "enter")
         await app.wait_until(lambda h: len(h.schedule_changes) == 1)
         await pilot.pause()
         change: ScheduleChanged = app.history.schedule_changes[0]
-        assert (change.op, change.args) == ("retime", {"T_max": 6})
+        assert (change.op, change.args) == ("retime", {"T_max": end})
         new = CosineSchedule.from_state(app.history.schedule)
         _, planned, _, _ = app.lr_plot._data
         assert planned.ys != planned_before.ys
         at = {round(x): y for x, y in zip(planned.xs, planned.ys, strict=True)}
-        assert at[6] == pytest.approx(new.lr_at(6)[0]) and new.lr_at(6)[0] == 0.0
+        assert at[end] == pytest.approx(new.lr_at(end)[0]) and new.lr_at(end)[0] == 0.0
 
         changed_at = app.history.step  # batches trained before the change (paused since)
         await press(pilot, "p")  # resume: the optimizer follows the new plan
