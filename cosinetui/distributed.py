@@ -43,11 +43,6 @@ PAUSE_POLL_SECONDS = 1.0  # a paused rank looks for commands from other ranks th
 GRACEFUL_EXITS = (128 + 15, 128 + 2, -15, -2)
 
 
-def in_worker() -> bool:
-    """True in a process started by torch's launcher as one of several ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
 _current: Ranks | None = None
 
 

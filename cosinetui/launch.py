@@ -211,17 +211,21 @@ def trainer_options(
     )
 
 
+def in_rank_worker() -> bool:
+    """True in a process started by torch's launcher as one of several ranks (read from the
+    environment torchrun sets: the dashboard's process must not import torch to know)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
 def start(config: dict[str, Any], *, run_dir: str | None, opts: dict[str, Any], resume: bool = False) -> int:
     """Run an experiment as the options say; returns the process exit status."""
     if config.get("mode") == "script":
         return start_script(config, run_dir=run_dir, opts=opts, resume=resume)
-    from cosinetui import distributed
-
     headless = opts["headless"] or not sys.stdout.isatty()
-    if not headless and not opts.get("detach") and not distributed.in_worker():
+    if not headless and not opts.get("detach") and not in_rank_worker():
         # The dashboard first, torch never: the trainer child loads the experiment.
         return run_dashboard_first(config, run_dir, opts, resume)
-    if distributed.in_worker():
+    if in_rank_worker():
         from cosinetui.ranks import run_rank
 
         return run_rank(config, run_dir=run_dir, opts=opts, resume=resume)

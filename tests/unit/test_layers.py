@@ -74,3 +74,31 @@ def test_the_dashboard_show_attach_and_ls_import_no_torch():
         ]
     )
     assert "torch" not in loaded and "textual" in loaded
+
+
+def _torch_when_the_dashboard_opens(args: list[str], cwd: str) -> str:
+    """Run `cosinetui ARGS` as from a terminal up to the point where the dashboard would
+    open (stood in for), and say whether torch was imported by then."""
+    code = (
+        "import sys\n"
+        "import cosinetui.launch as launch\n"
+        "def opened(*args, **kwargs):\n"
+        "    import cosinetui.trainer_child, cosinetui.ui.app\n"
+        "    print('torch' in sys.modules)\n"
+        "    return 0\n"
+        "launch.run_dashboard_first = launch.run_with_dashboard = opened\n"
+        "sys.stdout.isatty = lambda: True\n"
+        "from cosinetui.cli import main\n"
+        f"main({args!r}, standalone_mode=False)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_dashboard_of_run_opens_before_torch_is_imported(tmp_path):
+    # The first frame comes before the trainer child has imported torch (about 1 s of CPU):
+    # nothing on the path from the command line to the dashboard may import it.
+    script = tmp_path / "train.py"
+    script.write_text("import cosinetui\n")
+    assert _torch_when_the_dashboard_opens(["run"], str(tmp_path)) == "False"
+    assert _torch_when_the_dashboard_opens(["run", str(script)], str(tmp_path)) == "False"
