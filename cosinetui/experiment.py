@@ -55,7 +55,9 @@ class Experiment:
     train_data: Iterable[Any]
     val_data: Iterable[Any] | None = None
     loss_fn: Callable[..., torch.Tensor] = field(default_factory=nn.CrossEntropyLoss)
-    optimizer: OptimizerFactory | None = None  # default: SGD(lr, momentum=0.9)
+    # An Optimizer over the model's parameters, or a factory params -> Optimizer (one
+    # optimizer per run, e.g. for each rank); default: SGD(lr, momentum=0.9).
+    optimizer: torch.optim.Optimizer | OptimizerFactory | None = None
     lr: float | None = None  # peak LR; default 0.1 for the default SGD, else the factory's
     epochs: int = 10
     eta_min: float = 0.0
@@ -138,6 +140,13 @@ class Experiment:
             not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
         ):
             raise ExperimentError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+        if self.optimizer is not None and not (
+            isinstance(self.optimizer, torch.optim.Optimizer) or callable(self.optimizer)
+        ):
+            raise ExperimentError(
+                "optimizer must be a torch.optim.Optimizer over the model's parameters or a "
+                f"factory params -> Optimizer, got {type(self.optimizer).__name__}"
+            )
         for name, fn in self.metrics.items():
             if not callable(fn):
                 raise ExperimentError(f"metric {name!r} must be callable(outputs, targets)")
@@ -187,7 +196,16 @@ class Experiment:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.optimizer is None:
             return torch.optim.SGD(params, lr=self.lr or 0.1, momentum=0.9)
-        opt = self.optimizer(params)
+        if isinstance(self.optimizer, torch.optim.Optimizer):
+            opt = self._given_optimizer(self.optimizer)
+        else:
+            try:
+                opt = self.optimizer(params)
+            except Exception as exc:
+                raise ExperimentError(
+                    f"the optimizer factory raised {type(exc).__name__}: {exc} (optimizer takes "
+                    "an Optimizer over model.parameters() or a factory params -> Optimizer)"
+                ) from exc
         if not isinstance(opt, torch.optim.Optimizer):
             raise ExperimentError(
                 f"optimizer must be a factory params -> torch.optim.Optimizer, got {type(opt).__name__}"
@@ -197,6 +215,23 @@ class Experiment:
             scale = self.lr / opt.param_groups[0]["lr"]
             for group in opt.param_groups:
                 group["lr"] *= scale
+        return opt
+
+
+    def _given_optimizer(self, opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """An optimizer the user built, as torch's own schedulers take it. It must hold the
+        model's parameters only. Its groups' LRs as given are the peaks each time it is used
+        (a scheduler built on it earlier, say by a check before training, moved them)."""
+        own = {id(p) for p in self.model.parameters()}
+        if any(id(p) not in own for group in opt.param_groups for p in group["params"]):
+            raise ExperimentError(
+                "the optimizer holds parameters that are not the model's: build it over "
+                "model.parameters() (or pass a factory, params -> Optimizer)"
+            )
+        peaks = opt.__dict__.setdefault("_cosinetui_peaks", [g["lr"] for g in opt.param_groups])
+        for group, lr in zip(opt.param_groups, peaks, strict=True):
+            group["lr"] = lr
+            group.pop("initial_lr", None)
         return opt
 
 

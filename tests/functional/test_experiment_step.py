@@ -460,3 +460,26 @@ def test_the_device_path_reads_no_value_per_batch(tmp_path, monkeypatch):
         return counts["n"]
 
     assert reads(4, tmp_path / "a") == reads(12, tmp_path / "b")
+
+
+def test_an_optimizer_instance_trains_as_its_factory_does(tmp_path):
+    # What users write for torch's own schedulers: the optimizer built over model.parameters().
+    made, given = model(), model()
+    exp = Experiment(model=made, train_data=batches(6), epochs=3, loss_fn=loss_fn, optimizer=sgd)
+    train(exp, tmp_path / "factory")
+    instance = torch.optim.SGD(given.parameters(), lr=0.5, momentum=0.9)
+    exp = Experiment(model=given, train_data=batches(6), epochs=3, loss_fn=loss_fn, optimizer=instance)
+    exp.check_floor(exp.make_optimizer())  # as `cosinetui run` checks it before training
+    events, trainer = train(exp, tmp_path / "instance")
+    assert trainer.optimizer is instance and same_weights(made, given)
+    assert isinstance(events[-1], Finished) and events[-1].reason == "completed"
+
+
+def test_a_wrong_optimizer_is_named_not_a_traceback():
+    foreign = torch.optim.SGD(model().parameters(), lr=0.1)
+    with pytest.raises(ExperimentError, match="not the model's"):
+        Experiment(model=model(), train_data=batches(2), optimizer=foreign).make_optimizer()
+    with pytest.raises(ExperimentError, match="optimizer must be a torch.optim.Optimizer"):
+        Experiment(model=model(), train_data=batches(2), optimizer="adam").validate()
+    with pytest.raises(ExperimentError, match="factory raised TypeError"):
+        Experiment(model=model(), train_data=batches(2), optimizer=lambda: None).make_optimizer()
