@@ -168,9 +168,28 @@ def plateau(spec, run, control, trouble):
     return flat and helps, {"must": ["plateau"], "must_not": ["nan", "overfitting", "divergence"], "criterion": text}
 
 
+def stuck(spec, run, control, trouble):
+    """The run never gets clearly below its starting loss (the median of its first five batch
+    losses), while the same run at a twentieth of the LR does: the LR broke it."""
+    start = statistics.median(run["losses"][:5])
+    best = min(r["train"] for r in run["epochs"])
+    ctl = min(r["train"] for r in control["epochs"])
+    text = (
+        f"stuck: best epoch train {_fmt(best)} >= 0.95x the starting loss {_fmt(start)} over "
+        f"{len(run['epochs'])} epochs, while at LR/20 the same run reaches {_fmt(ctl)} (<= 0.5x)"
+    )
+    ok = _finite([best, ctl]) and best >= 0.95 * start and ctl <= 0.5 * start
+    # Only batch records say where the run started: its epoch-1 loss is already after the
+    # break, so from epoch records alone the run looks like a slow fall.
+    return ok, {"must": ["plateau"], "must_not": ["nan", "overfitting"], "criterion": text,
+                "needs_batches": True}
+
+
 def check(spec, run, control, trouble):
     if spec.intent == "plateau":
         return plateau(spec, run, control, trouble)
+    if spec.intent == "stuck":
+        return stuck(spec, run, control, trouble)
     if spec.intent == "healthy":
         ok, label = healthy(spec, run, trouble)
         if not ok:  # the curve shows something else: keep it only with the label it shows

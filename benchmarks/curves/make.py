@@ -363,7 +363,11 @@ def main(argv: list[str]) -> int:
         if pattern and not any(p in spec.name for p in pattern.split(",")):
             continue
         run = train(spec)
-        control = train(Spec(**{**spec.__dict__, "sched": "cosine"})) if spec.intent == "plateau" else None
+        control = None
+        if spec.intent == "plateau":
+            control = train(Spec(**{**spec.__dict__, "sched": "cosine"}))
+        elif spec.intent == "stuck":
+            control = train(Spec(**{**spec.__dict__, "lr": spec.lr / 20}))
         ok, label = check(spec, run, control, TROUBLE)
         path = OUT / f"{spec.name}.json"
         if not ok:

@@ -102,4 +102,8 @@ SPECS = [
          batch=8, seed=2, extra={"momentum": 0.0}),
     Spec("diabetes_linear_plateau_s3", "diabetes", "linear", "sgd", 0.12, "constant", 30, "plateau",
          batch=8, seed=3, extra={"momentum": 0.0}),
+    # ------------------------------------------------------------------ stuck (a plateau alert)
+    Spec("digits_mlp_sgd_lr2", "digits", "mlp", "sgd", 2.0, "cosine", 10, "stuck", batch=16,
+         note="LR 2: the first steps break the net, which never gets below its starting loss"),
+    Spec("wine_mlp_sgd_lr1", "wine", "mlp", "sgd", 1.0, "cosine", 12, "stuck", batch=8),
 ]

@@ -1,5 +1,7 @@
-"""instability: the loss jumps up and down (repeated batch spikes or epoch jumps), or explodes
-at once (a batch, or the whole first epoch, absurdly far above the run's starting loss)."""
+"""instability: the loss jumps up and down (repeated batch spikes or epoch jumps), explodes at
+once (a batch, or the whole first epoch, absurdly far above the run's starting loss), or the
+gradient norm explodes (runs with ``max_grad_norm`` record it before clipping: clipping can
+keep the loss calm while the gradients are not)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,13 @@ class InstabilityConfig:
     jump_min_rise: float = 0.05
     jump_count: int = 2  # jumps within jump_window epochs that make an episode
     jump_window: int = 6
+    # A gradient norm (before clipping, where a run records it) this many times the run's
+    # starting norm (the median of its first grad_start norms) is an explosion. Not spikes
+    # against a running median: on healthy small-batch runs that fit their data, the norms
+    # are heavy-tailed (a hard batch among easy ones: 20 to 150x the running median, up to
+    # 13x the starting norm on the runs in docs/diagnostics.md).
+    grad_absurd: float = 100.0
+    grad_start: int = 20
 
 
 class InstabilityRule(Rule):
@@ -46,6 +55,8 @@ class InstabilityRule(Rule):
         self.stats_step = 0
         self.spikes: deque[tuple[int, float]] = deque()
         self.last_spike = -(10**9)
+        self.first_norms: list[float] = []
+        self.start_norm = 0.0
         self.exploded = False
         self.jumps: deque[tuple[int, str, float, float]] = deque()
         self.recent = {"train": deque(maxlen=8), "val": deque(maxlen=8)}
@@ -101,6 +112,24 @@ class InstabilityRule(Rule):
                 f"batches, up to {num(worst)}x the running median {num(med)} (step {step})"
             )
             ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, step)
+
+    def on_grad_norm(self, step: int, g: float, grace: bool) -> None:
+        cfg = self.config
+        start = self.start_norm
+        if start <= 0:
+            first = self.first_norms
+            first.append(g)
+            if len(first) == cfg.grad_start:  # then never again: the list stays this short
+                self.start_norm = median(sorted(first)) or math.inf  # all zero: nothing to compare
+            return
+        if g >= cfg.grad_absurd * start and not self.exploded:
+            # Far beyond an LR increase's bump, as for the loss: grace or not.
+            self.exploded = True
+            msg = (
+                f"the gradient norm exploded to {num(g)} at step {step}, {num(g / start)}x the "
+                f"run's starting norm {num(start)} (the norm before clipping)"
+            )
+            self.ctx.report("instability", "instability", "warning", msg, SUGGESTION, HALVE_LR, step)
 
     # ------------------------------------------------------------------ epochs
 

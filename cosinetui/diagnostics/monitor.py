@@ -51,6 +51,7 @@ class Monitor:
         ]
         self._on_batch = [r.on_batch for r in self.rules if r.overrides("on_batch")]
         self._on_bad_batch = [r.on_bad_batch for r in self.rules if r.overrides("on_bad_batch")]
+        self._instability = next(r for r in self.rules if isinstance(r, InstabilityRule))
         self._emitted: dict[str, Alert] = {}
         self._batch_pos = 0
         self._epoch_pos = 0
@@ -163,6 +164,11 @@ class Monitor:
         alpha = ctx.config.ema_alpha
         on_batch, on_bad = self._on_batch, self._on_bad_batch
         pending = self._pending
+        # The norm before clipping, at each optimizer step of a max_grad_norm run (NaN between
+        # steps of an accumulation); absent from every other run, which then pays nothing.
+        norms = history.scalars.get("grad_norm") if hasattr(history, "scalars") else None
+        n_norms = len(norms) if norms else 0
+        on_norm = self._instability.on_grad_norm
         for i in range(self._batch_pos, end):
             if pending and pending[0][0] <= i:
                 self._apply_pending(i + 1)
@@ -189,6 +195,10 @@ class Monitor:
             grace = i < ctx.grace_until
             for f in on_batch:
                 f(i, x, grace)
+            if i < n_norms:
+                g = norms[i]  # type: ignore[index]
+                if g == g and not math.isinf(g):
+                    on_norm(i, g, grace)
         self._batch_pos = max(self._batch_pos, end)
 
     # ------------------------------------------------------------------ epochs

@@ -159,3 +159,66 @@ def test_nan_rule_on_a_chunk() -> None:
     events.append(BatchChunk(1, 0, (1.0, math.nan, 1.0, 1.0), (0.1,) * 4, 4))
     (alert,) = diagnose(History.from_events(events))
     assert alert.kind == "nan" and alert.step == 1 and alert.suggestion == "halve the LR before resuming"
+
+
+def _with_grad_norms(events, norm) -> list:
+    """The run's chunks with a ``grad_norm`` scalar: ``norm(step)`` (NaN: not recorded)."""
+    out = []
+    for ev in events:
+        if isinstance(ev, BatchChunk):
+            steps = range(ev.first_step, ev.first_step + len(ev.losses))
+            ev = replace(ev, scalars={"grad_norm": [norm(s) for s in steps]})
+        out.append(ev)
+    return out
+
+
+def test_instability_from_a_gradient_norm_explosion_that_clipping_keeps_out_of_the_loss() -> None:
+    rng = random.Random(3)
+    healthy = synthetic_run(10, HEALTHY_TRAIN, HEALTHY_VAL)
+
+    def fitted(step: int) -> float:
+        # Heavy tails, as a small-batch run that fits its data has them: mostly small norms,
+        # now and then a hard batch at 15x the starting norm. No alert.
+        return 1.0 * math.exp(0.5 * rng.gauss(0, 1)) * (15.0 if rng.random() < 0.03 else 1.0)
+
+    assert "instability" not in kinds(_with_grad_norms(healthy, fitted))
+
+    def exploding(step: int) -> float:  # from step 300 on the gradients blow up; clipped
+        return fitted(step) * (1.0 if step < 300 else 10.0 ** min(4, (step - 300) / 20))
+
+    alerts = diagnose(History.from_events(_with_grad_norms(healthy, exploding)))
+    inst = [a for a in alerts if a.kind == "instability"]
+    assert inst and "gradient norm exploded" in inst[0].message and "before clipping" in inst[0].message
+    assert 300 <= inst[0].step < 360
+    # Accumulation records a norm at each optimizer step only: NaN between them is no data.
+    every_4th = _with_grad_norms(healthy, lambda s: exploding(s) if s % 4 == 0 else math.nan)
+    assert "instability" in kinds(every_4th)
+    # The threshold is the rule's config.
+    lax = DiagnosticsConfig(instability=InstabilityConfig(grad_absurd=1e6))
+    assert "instability" not in kinds(_with_grad_norms(healthy, exploding), lax)
+
+
+def test_a_run_that_never_gets_below_its_start_is_not_learning() -> None:
+    # Broken in its first steps (the loss rises 40%), then falling slowly back: everything
+    # seems to improve, but after 4 epochs nothing has been learned.
+    def loss(t: float) -> float:  # 2.3 for the first five batches (of 50 an epoch)
+        return 2.3 if t < 0.1 else 2.3 * (1.4 - 0.05 * t)
+
+    broken = synthetic_run(8, loss, noise=0.1)
+    alerts = [a for a in diagnose(History.from_events(broken)) if a.kind == "plateau"]
+    assert alerts and alerts[0].epoch == 4 and "LR too high" in alerts[0].message
+    assert alerts[0].action is not None  # the fix: halve the LR
+    # Flat from the start (an LR too small to move it): asked to check, no fix offered.
+    flat = synthetic_run(8, lambda t: 2.3, noise=0.1, lr=per_epoch(lambda t: 1e-6))
+    alerts = [a for a in diagnose(History.from_events(flat)) if a.kind == "plateau"]
+    assert alerts and "check the LR" in alerts[0].message and alerts[0].action is None
+    # Epoch records alone have no starting loss: not judged.
+    assert "no lower than where" not in " ".join(
+        a.message for a in diagnose(History.from_events([e for e in broken if not isinstance(e, BatchChunk)]))
+    )
+
+
+def test_no_progress_is_judged_only_after_a_warmup_ends() -> None:
+    ramp = per_epoch(lambda t: 0.1 * min(1.0, (t + 1) / 6))  # 6 epochs of warmup
+    slow = synthetic_run(9, lambda t: 2.3 if t < 6 else 2.3 * 0.8 ** (t - 5), noise=0.1, lr=ramp)
+    assert "plateau" not in kinds(slow)
