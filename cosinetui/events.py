@@ -37,6 +37,9 @@ class RunStarted:
     time: float = 0.0
     world_size: int = 1  # processes training together (DDP ranks)
     backend: str | None = None  # torch.distributed backend ("nccl", "gloo"); None for one process
+    # What trains: "experiment" (cosinetui's own loop) or "track" (the user's loop through
+    # cosinetui.track() or a Lightning/Transformers callback), whose length is the script's.
+    loop: str = "experiment"
 
 
 @dataclass(frozen=True)

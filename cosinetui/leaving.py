@@ -17,6 +17,12 @@ def _loss(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def _further(history: History, where: str, total: int) -> str:
+    if history.run is not None and history.run.loop == "track":  # the script sets the length
+        return f"  train further:    raise the epochs your script gives track(), then cosinetui resume {where}"
+    return f"  train further:    cosinetui resume {where} --epochs {total + max(total // 2, 1)}"
+
+
 def leaving_lines(
     history: History, *, running: bool, pid: int | None = None, run_dir: str | None = None
 ) -> list[str]:
@@ -53,7 +59,7 @@ def leaving_lines(
             summary,
             f"  run directory:    {where}",
             f"  open the record:  cosinetui show {where}",
-            f"  train further:    cosinetui resume {where} --epochs {total + max(total // 2, 1)}",
+            _further(history, where, total),
         ]
     if history.state == "failed":
         error = getattr(end, "error", "")

@@ -201,6 +201,7 @@ class Run:
             epochs=self.total_epochs, steps_per_epoch=self.steps_per_epoch, interval=self.interval,
             schedule=self.scheduler.state_dict() if isinstance(self.scheduler, AdjustableCosineLR) else {},
             config=self.config, start_epoch=self.epoch, global_step=self.step, time=time.time(),
+            loop="track",
         ))
         rec.flush_log()
         self._chunk_start, self._last_flush = self.step, time.monotonic()

@@ -111,6 +111,7 @@ def test_steered_over_the_control_socket_then_resumed(short_dir):
     assert not log.problems
     kinds = [e.type for e in log.events]
     assert kinds[0] == "run_started" and kinds[-1] == "finished"
+    assert log.events[0].loop == "track"  # what the exit hint and `resume` go by
     assert [e.reason for e in log.events if isinstance(e, CheckpointWritten)][-1] == "stop"
     assert summarise(run_dir, live=False).state == "stopped"
 

@@ -5,8 +5,8 @@ from cosinetui.history import History
 from cosinetui.leaving import leaving_lines
 
 
-def history(*events) -> History:
-    start = RunStarted("mlp", "runs/mlp-1", "cpu", "2", 10, 10, 5, "epoch", {})
+def history(*events, loop: str = "experiment") -> History:
+    start = RunStarted("mlp", "runs/mlp-1", "cpu", "2", 10, 10, 5, "epoch", {}, loop=loop)
     epochs = [EpochEnd(e, 1.0 / e, 1.2 / e, 0.1, 1.0, 10.0, 5 * e) for e in (1, 2, 3)]
     return History.from_events([start, *epochs, *events])
 
@@ -28,6 +28,14 @@ def test_finished_run_gives_the_summary():
     assert lines[0].startswith("mlp finished: 3 epochs, 15 steps; best val 0.4 at epoch 3")
     assert any("cosinetui show runs/mlp-1" in line for line in lines)
     assert any("--epochs" in line for line in lines)
+
+
+def test_a_finished_script_is_extended_in_the_script_not_with_epochs():
+    # --epochs is refused for a script: its track() call sets the length.
+    lines = leaving_lines(history(Finished(3, 15, "completed", 0.4), loop="track"), running=False)
+    further = next(line for line in lines if "train further" in line)
+    assert "--epochs" not in further and "track()" in further
+    assert further.endswith("cosinetui resume runs/mlp-1")
 
 
 def test_failed_run_says_why_and_resumes_only_from_a_checkpoint():
