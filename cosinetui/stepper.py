@@ -87,6 +87,11 @@ class Stepper:
         self.ranks = ranks
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.micro = 0  # batches whose gradients wait for the next optimizer step
+        # The DistributedDataParallel module with several ranks: the batches of an accumulation
+        # window before its last skip DDP's gradient all-reduce (it runs once, with the last
+        # batch's backward, on the summed gradients), as torch's no_sync() does.
+        self.ddp: Any = None
+        self._unsynced = False  # gradients accumulated without their all-reduce
         self.user_backward: bool | None = None  # decided on the first batch
         self._finite: bool | torch.Tensor = True  # every loss of the window was finite
         self._ranks_ok: bool | torch.Tensor = True  # the last step's reduced gradient was finite
@@ -95,6 +100,9 @@ class Stepper:
         """Forward and backward one batch; ``step``: then the optimizer step for its window."""
         if self.micro == 0:
             self.optimizer.zero_grad(set_to_none=True)
+        if self.ddp is not None and self.accumulate > 1:
+            self.ddp.require_backward_grad_sync = step  # what no_sync() sets, read by forward
+            self._unsynced = not step
         if self.amp_dtype is None:
             # Even a disabled autocast context costs a few microseconds a batch (~2.5% of a
             # 0.5 ms batch): enter it only when mixed precision is on.
@@ -146,6 +154,12 @@ class Stepper:
         if r == 0:
             return None
         finite, self._finite = self._finite, True
+        if self._unsynced:
+            # A window cut short (a pass without len() ended inside it): reduce by hand what
+            # the skipped all-reduce would have.
+            self._unsynced = False
+            self.ddp.require_backward_grad_sync = True
+            average_grads(self.params)
         if self.ranks is not None:
             # Gradients are all-reduced: one element tells whether any rank's loss was bad.
             probe = self.ranks.probe_grad(self.model)
@@ -222,3 +236,14 @@ def _no_grad_message(loss: Any) -> str:
         "torch.no_grad()); cosinetui calls backward() on it. A train_step that calls "
         "backward() itself is also accepted."
     )
+
+
+def average_grads(params: list[torch.Tensor]) -> None:
+    """Each gradient averaged over the ranks, as DDP's all-reduce leaves it."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)

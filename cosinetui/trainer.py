@@ -222,6 +222,7 @@ class Trainer:
             config = store.read_config(self.run_dir)
         if self.ranks is not None:
             self.model = self.ranks.wrap(self.model)
+            self.stepper.ddp = self.model  # to skip the all-reduce inside a window
         self._emit(
             RunStarted(
                 run_name=exp.name,

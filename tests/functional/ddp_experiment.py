@@ -1,7 +1,8 @@
 """A tiny experiment for multi-rank tests: each rank records, per batch, its rank, step and
 optimizer LR (through the optimizer factory, no hook in cosinetui), in a file named by the
 COSINETUI_TEST_TRACE environment variable, with a checksum of the weights it trains with;
-COSINETUI_TEST_BATCH_SLEEP slows each batch; rank 1's loss is NaN at COSINETUI_TEST_NAN_STEP."""
+COSINETUI_TEST_BATCH_SLEEP slows each batch; rank 1's loss is NaN at COSINETUI_TEST_NAN_STEP;
+COSINETUI_TEST_ACCUMULATE sets accumulate."""
 
 import math
 import os
@@ -53,7 +54,8 @@ def experiment() -> Experiment:
                 with open(f"{trace}.pid.{rank}", "w") as fh:
                     fh.write(str(os.getpid()))
             checksum = sum(p.detach().double().sum().item() for p in m.parameters())
-            out.write(f"{optimizers[-1].param_groups[0]['lr']!r} {checksum!r}\n")
+            sync = int(getattr(m, "require_backward_grad_sync", True))  # DDP's all-reduce this batch
+            out.write(f"{optimizers[-1].param_groups[0]['lr']!r} {checksum!r} {sync}\n")
         if pause:
             time.sleep(pause)
         loss = nn.functional.cross_entropy(m(batch[0]), batch[1])
@@ -70,4 +72,5 @@ def experiment() -> Experiment:
         interval="batch",
         epochs=epochs,
         seed=0,
+        accumulate=int(os.environ.get("COSINETUI_TEST_ACCUMULATE", "1")),
     )

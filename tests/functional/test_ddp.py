@@ -52,12 +52,13 @@ class Launch:
     """`cosinetui ARGS --nproc N --headless` in a session of its own, with per-rank traces."""
 
     def __init__(
-        self, where: Path, *args: str, epochs: int = 2, sleep: float = 0.0, nproc: int = 2, nan_step: int = -1
+        self, where: Path, *args: str, epochs: int = 2, sleep: float = 0.0, nproc: int = 2, nan_step: int = -1,
+        accumulate: int = 1,
     ) -> None:
         self.where, self.trace = where, where / "trace"
         env = dict(os.environ, OMP_NUM_THREADS="1", COSINETUI_TEST_TRACE=str(self.trace),
                    COSINETUI_TEST_EPOCHS=str(epochs), COSINETUI_TEST_BATCH_SLEEP=str(sleep),
-                   COSINETUI_TEST_NAN_STEP=str(nan_step))
+                   COSINETUI_TEST_NAN_STEP=str(nan_step), COSINETUI_TEST_ACCUMULATE=str(accumulate))
         self.out = open(where / "out.txt", "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cosinetui", *args, "--nproc", str(nproc), "--headless"],
@@ -76,11 +77,17 @@ class Launch:
     def output(self) -> str:
         return (self.where / "out.txt").read_text(errors="replace")
 
+    def fields(self, rank: int) -> list[list[str]]:
+        path = Path(f"{self.trace}.{rank}")
+        return [line.split() for line in (path.read_text() if path.exists() else "").splitlines()]
+
     def lines(self, rank: int) -> list[tuple[float, float]]:
         """(LR, checksum of the weights) of each batch the rank trained."""
-        path = Path(f"{self.trace}.{rank}")
-        text = path.read_text() if path.exists() else ""
-        return [(float(lr), float(ck)) for lr, ck in (line.split() for line in text.splitlines())]
+        return [(float(f[0]), float(f[1])) for f in self.fields(rank)]
+
+    def syncs(self, rank: int) -> list[int]:
+        """1 where DDP all-reduced the batch's gradients in its backward, else 0."""
+        return [int(f[2]) for f in self.fields(rank)]
 
     def lrs(self, rank: int) -> list[float]:
         return [lr for lr, _ in self.lines(rank)]
@@ -136,6 +143,18 @@ def test_two_ranks_shard_train_and_validate_the_whole_set(short_dir):
     assert ck["world_size"] == 2
     # The reduced val loss is the 1-process val loss of the same weights (uneven shards, no padding).
     assert last.val_loss == pytest.approx(val_loss_of(ck["model"]), rel=1e-5)
+    assert isinstance(events[-1], Finished) and events[-1].reason == "completed"
+
+
+def test_accumulation_all_reduces_once_a_window_and_keeps_the_ranks_equal(short_dir):
+    # 5 batches per rank per epoch, windows of 2: the pass's last batch closes a short window.
+    run = Launch(short_dir, "run", EXP, "--run-dir", "r", accumulate=2)
+    assert run.wait() == 0, run.output()
+    assert run.syncs(0) == run.syncs(1) == [0, 1, 0, 1, 1] * 2
+    assert run.lines(0) == run.lines(1)  # same weights on both ranks, batch by batch
+    checksums = [ck for _, ck in run.lines(0)]
+    assert checksums[0] == checksums[1] != checksums[2]  # weights move once a window
+    events = store.read_log(short_dir / "r").events
     assert isinstance(events[-1], Finished) and events[-1].reason == "completed"
 
 
