@@ -164,8 +164,9 @@ class Recorder:
             except queue.Empty:
                 return out
 
-    def wait_for_command(self) -> None:
-        self._wake.wait()
+    def wait_for_command(self, timeout: float | None = None) -> bool:
+        """Block until a command is queued (or ``timeout`` seconds pass); True if one was."""
+        return self._wake.wait(timeout)
 
 
 def chunk_event(epoch: int, first_step: int, losses: list[float], lrs: list[float],

@@ -148,6 +148,11 @@ class Run:
         self._read_cpu = True  # False: CPU losses take the device path too (tests)
         self._hooks: list[Any] = []
         self.recorder: Recorder | None = None
+        # Several processes (the loop under torchrun): rank 0 owns the run, the others follow
+        # its commands at the same steps (track_ranks.py).
+        self._ranks: Any = None
+        self._follower = False
+        self._rank_loss: Any = 0.0  # a following rank's epoch loss sum (a tensor on its device)
 
     # ------------------------------------------------------------------ context
 
@@ -161,7 +166,13 @@ class Run:
     def start(self) -> None:
         """Open the run directory, serve its control socket and record the start."""
         global runs_started
+        from cosinetui import track_ranks
+
+        self._ranks = track_ranks.current()
         resume = self._take_environment()
+        if self._ranks is not None and not self._ranks.leader:
+            self._start_following(resume)
+            return
         try:
             path = loopstate.prepare_dir(
                 run_dir=self._run_dir_arg, resume=self._resume_arg, name=self.name,
@@ -202,12 +213,19 @@ class Run:
             schedule=self.scheduler.state_dict() if isinstance(self.scheduler, AdjustableCosineLR) else {},
             config=self.config, start_epoch=self.epoch, global_step=self.step, time=time.time(),
             loop="track",
+            world_size=self._ranks.world if self._ranks is not None else 1,
+            backend=torch.distributed.get_backend() if self._ranks is not None else None,
         ))
         rec.flush_log()
         self._chunk_start, self._last_flush = self.step, time.monotonic()
 
     def end(self, exc: BaseException | None = None) -> bool:
         """Record how the run ended; True when ``exc`` was a stop (to be swallowed)."""
+        if self._follower:
+            if exc is None and self._in_epoch and self.batch_in_epoch:
+                self.log_epoch(_commands=False)  # as rank 0 does: its all-reduce needs ours
+            self._signals.restore()
+            return isinstance(exc, RunStopped)
         rec = self.recorder
         if rec is None:
             return False
@@ -264,6 +282,9 @@ class Run:
         when it is not group 0's at the optimizer's last step (recorded by default)."""
         if not self._in_epoch:
             self._begin_epoch()
+        if self._follower:
+            self._follow_batch(loss, batch_size)
+            return
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise TrackError(f"log_batch needs a scalar loss, got a tensor of shape {tuple(loss.shape)}")
@@ -276,21 +297,35 @@ class Run:
         self._epoch_trained += batch_size
         if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
             self._flush()
-        if self._paused or self._pending_stop is not None or self.recorder.has_commands():  # type: ignore[union-attr]
+        if self._ranks is not None:
+            if self._ranks.due(self.step):  # the same step on every rank
+                self._ranks.lead(self)
+                if self._pending_stop is not None:
+                    raise RunStopped(self._pending_stop)
+        elif self._paused or self._pending_stop is not None or self.recorder.has_commands():  # type: ignore[union-attr]
             self._between_batches()
 
     def log_epoch(self, val_loss: Any = None, metrics: dict[str, Any] | None = None,
                   train_loss: float | None = None, *, _commands: bool = True) -> None:
-        """Close the epoch. ``train_loss`` defaults to the sample-weighted mean of its batches."""
+        """Close the epoch. ``train_loss`` defaults to the sample-weighted mean of its batches
+        (over every rank's batches when several processes train)."""
         if not self._in_epoch:
             self._begin_epoch()
+        if self._follower:
+            self._ranks.epoch_loss(float(self._rank_loss), self._epoch_samples, self._device())
+            self.epoch += 1
+            self.batch_in_epoch, self.skip_batches, self._in_epoch = 0, 0, False
+            return
         self._flush()
         rec = self.recorder
         assert rec is not None
         seconds = time.perf_counter() - self._epoch_started
         lr = rec.history.lrs[-1] if self.batch_in_epoch and len(rec.history.lrs) else self._lr()
+        total, weight = self._epoch_loss_sum, self._epoch_samples
+        if self._ranks is not None:
+            total, weight = self._ranks.epoch_loss(total, weight, self._device())
         if train_loss is None:
-            train_loss = self._epoch_loss_sum / self._epoch_samples if self._epoch_samples else math.nan
+            train_loss = total / weight if weight else math.nan
         self.epoch += 1
         self.batch_in_epoch, self.skip_batches, self._in_epoch = 0, 0, False
         rec.emit(EpochEnd(
@@ -305,11 +340,15 @@ class Run:
         if every and (self.epoch % every == 0 or self.epoch == self.total_epochs):
             self._checkpoint("epoch")
         rec.flush_log()
-        if _commands and (self._pending_stop is not None or rec.has_commands()):
+        if _commands and self._ranks is None and (self._pending_stop is not None or rec.has_commands()):
             self._between_batches()
 
     def poll(self) -> None:
-        """Apply pending commands without logging a batch (pause blocks, stop raises)."""
+        """Apply pending commands without logging a batch (pause blocks, stop raises). With
+        several ranks commands apply at the checks in ``log_batch`` only (the same step on
+        every rank), so this does nothing."""
+        if self._ranks is not None:
+            return
         if self._paused or self._pending_stop is not None or self.recorder.has_commands():  # type: ignore[union-attr]
             self._flush()
             self._between_batches()
@@ -329,6 +368,7 @@ class Run:
             self._epoch_rng = capture_rng()
             self._epoch_loss_sum, self._epoch_samples, self.batch_in_epoch = 0.0, 0, 0
             self._epoch_scalars = {}
+            self._rank_loss = 0.0
         self._epoch_trained = 0
         self._epoch_started = time.perf_counter()
 
@@ -447,7 +487,7 @@ class Run:
         ))
 
     def _checkpoint(self, reason: str) -> None:
-        if self.model is None or self.run_dir is None:
+        if self.model is None or self.run_dir is None or self._follower:
             return
         path = self.run_dir / store.CHECKPOINT
         loopstate.save(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, counters={
@@ -506,6 +546,36 @@ class Run:
             for p in self.model.parameters():
                 return p.device
         return torch.device("cpu")
+
+    # ------------------------------------------------------------------ other ranks
+
+    def _start_following(self, resume: bool) -> None:
+        """A rank other than 0: no directory, log or socket; the same state on a resume."""
+        self._follower = True
+        # A stop signal (torchrun forwards it to every rank) is acted on by rank 0, which
+        # tells this rank at the next check; a second one still exits at once.
+        self._signals = loopstate.SignalStop(lambda signum: None)
+        self._signals.install()
+        if resume:
+            self.run_dir = Path(self._resume_arg)
+            self._load()
+            # The checkpoint's partial epoch sums are rank 0's: this rank's own start again.
+            self._epoch_samples = 0
+
+    def _follow_batch(self, loss: Any, batch_size: int) -> None:
+        # Summed where the loss lives (no host sync per batch); read once an epoch.
+        value = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+        self._rank_loss = self._rank_loss + value * batch_size
+        self._epoch_samples += batch_size
+        self._scalars = None
+        self.step += 1
+        self.batch_in_epoch += 1
+        self._epoch_trained += batch_size
+        if self._ranks.due(self.step):
+            stop = self._ranks.follow(self)
+            if stop is not None:
+                self._pending_stop = stop
+                raise RunStopped(stop)
 
     # ------------------------------------------------------------------ set-up
 
