@@ -2,7 +2,8 @@
 commands reach every rank at the same step.
 
 Rank 0 owns the run: its directory, metrics log, checkpoints and control socket. The other
-ranks record nothing. Every ``every`` batches, at the same step on every rank, rank 0
+ranks record nothing. Every ``every`` batches (calls of ``log_batch`` or ``poll``, which every
+rank makes in the same order), at the same step on every rank, rank 0
 broadcasts the commands it received since the last check (and whether the run is paused or
 stopping, and the step of the next check); every rank then applies them: the same schedule
 adjustment to its own scheduler, a stop after the same batch. One small broadcast every
@@ -39,15 +40,20 @@ def current() -> RankSync | None:
 class RankSync:
     def __init__(self, rank: int, world: int) -> None:
         self.rank, self.world = rank, world
+        # Checks are counted in calls of log_batch and poll, which every rank makes in the
+        # same order (a Hugging Face callback polls each step and logs every few).
+        self.ticks = 0
         self.next_check = FIRST_EVERY
-        self._last = (0, time.monotonic())  # step and time of the previous check
+        self._last = (0, time.monotonic())  # ticks and time of the previous check
 
     @property
     def leader(self) -> bool:
         return self.rank == 0
 
-    def due(self, step: int) -> bool:
-        return step >= self.next_check
+    def tick(self) -> bool:
+        """Count a call; True when this one is a check (the same call on every rank)."""
+        self.ticks += 1
+        return self.ticks >= self.next_check
 
     def _exchange(self, message: dict[str, Any] | None) -> dict[str, Any]:
         box = [message]
@@ -57,14 +63,14 @@ class RankSync:
         self.next_check = got["next"]
         return got
 
-    def _next(self, step: int) -> int:
-        """Rank 0: the step of the next check, from the batch time measured since the last."""
-        last_step, last_time = self._last
-        now = time.monotonic()
-        self._last = (step, now)
-        per_batch = (now - last_time) / max(step - last_step, 1)
-        every = int(CHECK_SECONDS / per_batch) if per_batch > 0 else MAX_EVERY
-        return step + max(MIN_EVERY, min(MAX_EVERY, every))
+    def _next(self) -> int:
+        """Rank 0: the tick of the next check, from the time a tick took since the last."""
+        last_tick, last_time = self._last
+        now, ticks = time.monotonic(), self.ticks
+        self._last = (ticks, now)
+        per_tick = (now - last_time) / max(ticks - last_tick, 1)
+        every = int(CHECK_SECONDS / per_tick) if per_tick > 0 else MAX_EVERY
+        return ticks + max(MIN_EVERY, min(MAX_EVERY, every))
 
     # ------------------------------------------------------------------ rank 0
 
@@ -80,7 +86,7 @@ class RankSync:
             paused = run._paused and run._pending_stop is None
             self._exchange({
                 "commands": [to_json(c) for c in commands if isinstance(c, AdjustSchedule)],
-                "stop": run._pending_stop, "paused": paused, "next": self._next(run.step),
+                "stop": run._pending_stop, "paused": paused, "next": self._next(),
             })
             if not paused:
                 return

@@ -298,10 +298,7 @@ class Run:
         if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
             self._flush()
         if self._ranks is not None:
-            if self._ranks.due(self.step):  # the same step on every rank
-                self._ranks.lead(self)
-                if self._pending_stop is not None:
-                    raise RunStopped(self._pending_stop)
+            self._rank_check()
         elif self._paused or self._pending_stop is not None or self.recorder.has_commands():  # type: ignore[union-attr]
             self._between_batches()
 
@@ -345,9 +342,10 @@ class Run:
 
     def poll(self) -> None:
         """Apply pending commands without logging a batch (pause blocks, stop raises). With
-        several ranks commands apply at the checks in ``log_batch`` only (the same step on
-        every rank), so this does nothing."""
+        several ranks, every rank must call it at the same points of its loop (as log_batch):
+        commands then apply at the same call on every rank."""
         if self._ranks is not None:
+            self._rank_check()
             return
         if self._paused or self._pending_stop is not None or self.recorder.has_commands():  # type: ignore[union-attr]
             self._flush()
@@ -571,11 +569,22 @@ class Run:
         self.step += 1
         self.batch_in_epoch += 1
         self._epoch_trained += batch_size
-        if self._ranks.due(self.step):
-            stop = self._ranks.follow(self)
+        self._rank_check()
+
+    def _rank_check(self) -> None:
+        """At a check (the same call on every rank): rank 0 applies and tells, the others
+        follow; a stop raises on every rank."""
+        ranks = self._ranks
+        if not ranks.tick():
+            return
+        if self._follower:
+            stop = ranks.follow(self)
             if stop is not None:
                 self._pending_stop = stop
-                raise RunStopped(stop)
+        else:
+            ranks.lead(self)
+        if self._pending_stop is not None:
+            raise RunStopped(self._pending_stop)
 
     # ------------------------------------------------------------------ set-up
 

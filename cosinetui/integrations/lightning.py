@@ -5,6 +5,7 @@ sent), each epoch's train and val losses and the other logged scalars, and the L
 optimizer, in a run directory that ``cosinetui attach``, ``show``, ``ls`` and ``diagnose``
 read. Pause and stop take effect at batch boundaries (a stop through ``trainer.should_stop``);
 schedule adjustments work when ``configure_optimizers`` returns an ``AdjustableCosineLR``.
+With several processes (``strategy="ddp"``) every rank applies each command at the same batch.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class CosineTUICallback(pl.Callback):
     # ------------------------------------------------------------------ hooks
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        # On every rank with DDP: rank 0 records the run, the others apply its commands at the
+        # same batch (a stop sets should_stop on every rank, or the others would hang).
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         configs = trainer.lr_scheduler_configs
         scheduler = configs[0].scheduler if configs else None

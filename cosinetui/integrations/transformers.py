@@ -40,8 +40,8 @@ class CosineTUICallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
                        lr_scheduler: Any = None, train_dataloader: Any = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
+        # On every rank with several processes: rank 0 records the run, the others apply its
+        # commands at the same step (a stop on rank 0 alone would leave them hanging).
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
         scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
         accumulate = max(1, args.gradient_accumulation_steps)

@@ -1,6 +1,7 @@
 """A user's own DDP loop with track() under torchrun (2 ranks, gloo on the CPU): rank 0 alone
 writes the run, the epoch loss is over both ranks, and commands reach both ranks at the same
-step (an adjustment, a pause that holds both, a stop that ends both)."""
+step (an adjustment, a pause that holds both, a stop that ends both). The same for Lightning's
+DDP strategy with CosineTUICallback."""
 
 from __future__ import annotations
 
@@ -36,13 +37,13 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 
 class Loop:
-    def __init__(self, where: Path, epochs: int, sleep: float = 0.0) -> None:
+    def __init__(self, where: Path, epochs: int, sleep: float = 0.0, script: str = LOOP) -> None:
         self.where, self.trace, self.run_dir = where, where / "trace", where / "r"
         env = dict(os.environ, OMP_NUM_THREADS="1", TRACK_EPOCHS=str(epochs), TRACK_SLEEP=str(sleep))
         self.out = open(where / "out.txt", "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-             LOOP, str(self.trace), str(self.run_dir)],
+             script, str(self.trace), str(self.run_dir)],
             cwd=where, env=env, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -57,6 +58,9 @@ class Loop:
 
     def output(self) -> str:
         return (self.where / "out.txt").read_text(errors="replace")
+
+    def lines(self, rank: int) -> list[str]:
+        return Path(f"{self.trace}.{rank}").read_text().splitlines()
 
     def rows(self, rank: int) -> list[tuple[int, float, float]]:
         text = Path(f"{self.trace}.{rank}").read_text()
@@ -111,3 +115,63 @@ def test_commands_reach_both_ranks_at_the_same_step(short_dir):  # noqa: F811
     assert len(a) == len(b) == end.step  # both stopped after the same batch
     assert [lr for _, lr, _ in a] == [lr for _, lr, _ in b]  # the same LR, batch by batch
     assert a[changed.step][1] == pytest.approx(changed.lrs[0]) != a[changed.step - 1][1]
+
+
+def attach(loop: Loop) -> AttachedSession:
+    deadline = time.monotonic() + LIMIT
+    while not is_live(loop.run_dir, timeout=0.5):
+        assert loop.proc.poll() is None, loop.output()
+        assert time.monotonic() < deadline, "rank 0 never served its control socket"
+        time.sleep(0.2)  # another process: nothing to await but its socket
+    session = AttachedSession(loop.run_dir)
+    session.start()
+    return session
+
+
+def test_lightning_ddp_applies_an_adjustment_and_a_stop_on_both_ranks(short_dir):  # noqa: F811
+    pytest.importorskip("lightning", reason="the lightning extra is not installed")
+    loop = Loop(short_dir, epochs=0, script=str(Path(__file__).with_name("lightning_ddp.py")))
+    session = attach(loop)
+    try:
+        next_of(session, BatchChunk)
+        session.send(AdjustSchedule("reanneal", {"steps": 300, "factor": 0.5}))
+        changed = next_of(session, ScheduleChanged)
+        next_of(session, BatchChunk)
+        session.send(Stop())
+        end = next_of(session, Finished)
+    finally:
+        code = loop.wait()
+        session.close()
+    assert code == 0, loop.output()  # no rank left hanging in a collective
+    assert end.reason == "stopped"
+    assert loop.output().count("left fit at epoch") == 2
+    a, b = loop.lines(0), loop.lines(1)
+    assert a == b and len(a) == end.step  # the same LRs, and both stopped after the same batch
+    assert float(a[changed.step]) == pytest.approx(changed.lrs[0]) != float(a[changed.step - 1])
+    start = store.read_log(loop.run_dir).events[0]
+    assert isinstance(start, RunStarted) and start.world_size == 2
+
+
+def test_transformers_ddp_applies_an_adjustment_and_a_stop_on_both_ranks(short_dir):  # noqa: F811
+    pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+    loop = Loop(short_dir, epochs=0, script=str(Path(__file__).with_name("transformers_ddp.py")))
+    session = attach(loop)
+    try:
+        next_of(session, BatchChunk)
+        session.send(AdjustSchedule("reanneal", {"steps": 300, "factor": 0.5}))
+        changed = next_of(session, ScheduleChanged)
+        next_of(session, BatchChunk)
+        session.send(Stop())
+        end = next_of(session, Finished)
+    finally:
+        code = loop.wait()
+        session.close()
+    assert code == 0, loop.output()  # no rank left hanging in a collective
+    assert end.reason == "stopped"
+    assert loop.output().count("left train at step") == 2
+    a, b = loop.lines(0), loop.lines(1)
+    assert a == b  # the same LRs, and both stopped after the same step
+    # Batches are recorded when the Trainer logs (every 5 steps): the last few may be unlogged.
+    assert end.step <= len(a) < end.step + 5
+    assert float(a[changed.step]) == pytest.approx(changed.lrs[0]) != float(a[changed.step - 1])
