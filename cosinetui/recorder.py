@@ -32,6 +32,9 @@ from cosinetui.events import (
 from cosinetui.history import History
 
 CHUNK_SECONDS = 0.1  # at most ~10 batch chunks a second
+# ... and at most this many batches in one: a loop of microseconds a batch would otherwise
+# gather tens of thousands of losses (as Python floats) and write megabyte lines.
+CHUNK_MAX = 4096
 
 
 class BatchBuffer:

@@ -116,3 +116,9 @@ class RankSync:
         both = torch.tensor([total, weight], dtype=torch.float64, device=device)
         dist.all_reduce(both)
         return float(both[0]), float(both[1])
+
+    def finished(self) -> None:
+        """Every rank waits here for rank 0's last checkpoint and record: a rank that left
+        at once could tear the process group down (or make the launcher end rank 0) while
+        rank 0 is still writing. Only after a clean end, which every rank reaches together."""
+        dist.barrier()

@@ -52,7 +52,7 @@ from cosinetui.events import (
     to_json,
 )
 from cosinetui.headless import Printer
-from cosinetui.recorder import CHUNK_SECONDS, BatchBuffer, Recorder, chunk_event
+from cosinetui.recorder import CHUNK_MAX, CHUNK_SECONDS, BatchBuffer, Recorder, chunk_event
 from cosinetui.schedule import AdjustableCosineLR
 
 runs_started = 0  # runs this process began; `cosinetui run script.py` reports a script with none
@@ -225,10 +225,13 @@ class Run:
             if exc is None and self._in_epoch and self.batch_in_epoch:
                 self.log_epoch(_commands=False)  # as rank 0 does: its all-reduce needs ours
             self._signals.restore()
+            if exc is None or isinstance(exc, RunStopped):
+                self._ranks.finished()
             return isinstance(exc, RunStopped)
         rec = self.recorder
         if rec is None:
             return False
+        clean = exc is None or isinstance(exc, RunStopped)
         try:
             if exc is None or isinstance(exc, (RunStopped, KeyboardInterrupt)):
                 if exc is None:
@@ -248,6 +251,8 @@ class Run:
                 self._fail(exc)
         finally:
             self._close()
+        if clean and self._ranks is not None:
+            self._ranks.finished()
         signum = self._signals.received
         if signum is not None and isinstance(exc, RunStopped) and self._pending_stop == "signal":
             name = signal.Signals(signum).name
@@ -295,7 +300,7 @@ class Run:
         self.step += 1
         self.batch_in_epoch += 1
         self._epoch_trained += batch_size
-        if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
+        if time.monotonic() - self._last_flush >= CHUNK_SECONDS or len(self._buffer) >= CHUNK_MAX:
             self._flush()
         if self._ranks is not None:
             self._rank_check()

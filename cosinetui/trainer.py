@@ -55,10 +55,9 @@ from cosinetui.events import (
 )
 from cosinetui.experiment import Experiment
 from cosinetui.history import History
+from cosinetui.recorder import CHUNK_MAX, CHUNK_SECONDS
 from cosinetui.schedule import AdjustableCosineLR
 from cosinetui.stepper import Stepper
-
-CHUNK_SECONDS = 0.1  # at most ~10 batch chunks a second
 
 # A skipped non-finite step, or a resume at an epoch's last batch, legitimately steps the
 # scheduler before the optimizer; torch's order warning would only confuse the user.
@@ -288,7 +287,7 @@ class Trainer:
         while True:
             # Flushed before a batch rather than after one, so that the epoch's last batch is
             # still pending when a leftover accumulation window steps after the loop.
-            if time.monotonic() - self._last_flush >= CHUNK_SECONDS:
+            if time.monotonic() - self._last_flush >= CHUNK_SECONDS or len(self._pending) >= CHUNK_MAX:
                 self._flush_batches(epoch)
             # Commands first, then the fetch: a checkpoint taken here holds the RNG state
             # before the next batch draws from it (a loader sampling with torch.randint, an

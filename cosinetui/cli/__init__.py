@@ -197,6 +197,10 @@ def resume(run_dir: str, epochs: int | None = None, **opts) -> None:  # noqa: AN
         before = config["overrides"].get("epochs")
         if epochs is not None:
             config["overrides"]["epochs"] = epochs
+            if config.get("mode") == "script":  # refused by its own check, without the note
+                from cosinetui.scripts import check_options
+
+                check_options(config, opts)
             if before is None or epochs > before:
                 click.echo(
                     "note: the schedule is unchanged: past its end the original cosine repeats "

@@ -143,7 +143,7 @@ class DivergenceRule(Rule):
         ref, _, epoch = self.ref  # type: ignore[misc]
         self.ref = None
         cfg = self.config
-        if level >= cfg.ratio * ref and level >= self.ctx.config.significance * start:
+        if ref > 0 and level >= cfg.ratio * ref and level >= self.ctx.config.significance * start:
             stuck = level >= start * (1 - cfg.start_margin)
             msg = (
                 f"smoothed loss {num(level)} at step {step} is still {num(level / ref)}x its level "
@@ -179,7 +179,8 @@ class DivergenceRule(Rule):
         if self.ref_train is not None and e >= self.ref_train[1]:
             ref, _, at = self.ref_train
             self.ref_train = None
-            if t >= cfg.ratio * ref and t >= ctx.config.significance * first and not self.batch_open:
+            # ref > 0: a loss that was exactly 0 before the increase has no ratio to it.
+            if ref > 0 and t >= cfg.ratio * ref and t >= ctx.config.significance * first and not self.batch_open:
                 stuck = t >= first * (1 - cfg.start_margin)
                 msg = f"train loss {num(t)} is still {num(t / ref)}x its best {num(ref)} before the LR increase at epoch {at}"
                 if stuck:
@@ -205,7 +206,7 @@ class DivergenceRule(Rule):
                 return  # the batch-level evidence is sharper; keep its message
             stuck = t >= first * (1 - cfg.start_margin) and e > 1
             msg = (
-                f"train loss {num(t)} is {num(100 * (t / best - 1))}% above its best {num(best)} "
+                f"train loss {num(t)} is {num(100 * (t / best - 1)) + '%' if best > 0 else 'far'} above its best {num(best)} "
                 f"for {plural(self.rise_hits, 'epoch')}"
             )
             if stuck:

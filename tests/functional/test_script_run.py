@@ -67,6 +67,9 @@ def test_headless_script_with_its_own_arguments_then_resume(short_dir):
     again = cosinetui("resume", str(run_dir), "--headless", cwd=short_dir)
     assert again.returncode == 0, again.stderr
     assert "run mine resumed: 2 epochs" in again.stdout
+    longer = cosinetui("resume", str(run_dir), "--epochs", "5", "--headless", cwd=short_dir)
+    assert longer.returncode == 2 and "--epochs" in longer.stderr and "after --" in longer.stderr
+    assert "note:" not in longer.stderr  # no word about a schedule it will not touch
 
 
 def test_script_that_never_calls_track_is_told_so(short_dir):

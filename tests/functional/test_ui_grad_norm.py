@@ -60,7 +60,24 @@ async def test_the_table_shows_epoch_means_and_names_best_pt():
         table = app.query_one(EpochTable)
         assert table.columns[-2:] == ["acc", "grad_norm"]
         assert table.cell(0, table.columns.index("grad_norm")) == "1.3"
-        assert table.border_subtitle == f"* best.pt: epoch {table.best_row + 1}"
+        assert table.border_subtitle.startswith(f"* best.pt: epoch {table.best_row + 1}")
+
+
+@pilot_test
+async def test_a_narrow_table_says_how_many_columns_lie_to_the_right():
+    app = CosineApp(ScriptedSession(with_grad_norms(scripted_events())))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.query_one(EpochTable)
+        hidden = table.border_subtitle.split(" · ")[-1]
+        assert hidden.startswith("→ ") and "more column" in hidden  # 80 columns: not all fit
+        table.scroll_to(x=table.max_scroll_x, animate=False, immediate=True)
+        await pilot.pause()
+        assert "more column" not in table.border_subtitle  # scrolled to the right edge
+    app = CosineApp(ScriptedSession(with_grad_norms(scripted_events())))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        assert "more column" not in app.query_one(EpochTable).border_subtitle
 
 
 @pilot_test

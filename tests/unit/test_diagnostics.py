@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cosinetui.diagnostics import DiagnosticsConfig, Monitor, diagnose, format_alerts
@@ -413,6 +413,9 @@ loss_values = st.one_of(st.floats(0.0, 1e6), st.just(math.nan), st.just(math.inf
         max_size=30,
     )
 )
+# A loss of exactly 0 before an LR increase (a ratio to 0 was a ZeroDivisionError).
+@example([(0.0, None, 0.0), (math.nan, None, 1.0), (math.nan, None, 0.0), (0.0, None, 0.0),
+          (math.nan, None, 0.0), (0.0, None, 0.0)])
 def test_any_epoch_log_gives_well_formed_alerts(rows) -> None:
     events = [EpochEnd(i, t, v, lr) for i, (t, v, lr) in enumerate(rows, 1)]
     alerts = diagnose(History.from_events(events))

@@ -54,6 +54,7 @@ class EpochTable(ScrollView, can_focus=True):
         self._best: int | None = None  # row of the marked val loss
         self._version = -1
         self._follow = True  # keep the newest row in view (the reader has not scrolled up)
+        self._saved = ""  # the best.pt note of the border
 
     # -- data ---------------------------------------------------------------------------
 
@@ -63,9 +64,8 @@ class EpochTable(ScrollView, can_focus=True):
         self._version = history.version
         # Where the marked epoch's weights are: best.pt, next to checkpoint.pt.
         saved = history.best_weights
-        subtitle = f"{BEST.strip()} best.pt: epoch {saved.epoch}" if saved is not None else ""
-        if self.border_subtitle != subtitle:
-            self.border_subtitle = subtitle
+        self._saved = f"{BEST.strip()} best.pt: epoch {saved.epoch}" if saved is not None else ""
+        self._update_subtitle()
         epochs = history.epochs
         shown = self._shown
         cleared = len(epochs) < len(shown) or (shown and epochs[len(shown) - 1] is not shown[-1])
@@ -87,6 +87,7 @@ class EpochTable(ScrollView, can_focus=True):
             self._widths = [max(w, len(c)) for w, c in zip(self._widths, cells, strict=False)]
         self._best = self._best_since(start)
         self._resize_rows(Size(self._row_width(), len(shown) + 1))  # + the header
+        self._update_subtitle()
         self.refresh()
         if self._follow:
             self._scroll_to_newest()
@@ -111,6 +112,26 @@ class EpochTable(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         if self._follow:
             self._scroll_to_newest()
+        self._update_subtitle()
+
+    def watch_scroll_x(self, old: float, new: float) -> None:
+        super().watch_scroll_x(old, new)
+        self._update_subtitle()
+
+    def _update_subtitle(self) -> None:
+        """best.pt's epoch, and how many columns lie right of the view (a narrow terminal:
+        the table scrolls sideways with the arrow keys once focused)."""
+        right, hidden = 0, 0
+        edge = self.scroll_x + self.scrollable_content_region.width
+        for width in self._widths:
+            right += width + 2
+            hidden += right > edge
+        parts = [self._saved] if self._saved else []
+        if hidden and self.size.width:
+            parts.append(f"→ {hidden} more column{'s' if hidden > 1 else ''}")
+        subtitle = " · ".join(parts)
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
