@@ -76,13 +76,8 @@ class RankSync:
 
     def lead(self, run: Any) -> None:
         """Apply what rank 0 received, tell the other ranks, and hold them while paused."""
-        rec = run.recorder
         while True:
-            commands = rec.take_commands()
-            for cmd in commands:
-                run._apply(cmd)
-            if commands:
-                rec.flush_log()
+            commands = run._apply_queued()
             paused = run._paused and run._pending_stop is None
             self._exchange({
                 "commands": [to_json(c) for c in commands if isinstance(c, AdjustSchedule)],
@@ -90,7 +85,7 @@ class RankSync:
             })
             if not paused:
                 return
-            rec.wait_for_command(HEARTBEAT)
+            run.recorder.wait_for_command(HEARTBEAT)
 
     # ------------------------------------------------------------------ other ranks
 

@@ -423,15 +423,22 @@ class Run:
         elif bad and self.on_nan == "pause" and not self._paused:
             self._pause("nan")
 
+    def _apply_queued(self) -> list[Command]:
+        """Apply the commands queued so far (the control socket's, signals'); return them."""
+        rec = self.recorder
+        assert rec is not None
+        commands = rec.take_commands()
+        for cmd in commands:
+            self._apply(cmd)
+        if commands:
+            rec.flush_log()
+        return commands
+
     def _between_batches(self) -> None:
         rec = self.recorder
         assert rec is not None
         while True:
-            commands = rec.take_commands()
-            for cmd in commands:
-                self._apply(cmd)
-            if commands:
-                rec.flush_log()
+            self._apply_queued()
             if self._pending_stop is not None:
                 raise RunStopped(self._pending_stop)
             if not self._paused:
