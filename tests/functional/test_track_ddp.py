@@ -18,7 +18,9 @@ from cosinetui import store
 from cosinetui.events import (
     AdjustSchedule,
     BatchChunk,
+    CheckpointWritten,
     EpochEnd,
+    Failed,
     Finished,
     Pause,
     Paused,
@@ -37,9 +39,10 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 
 class Loop:
-    def __init__(self, where: Path, epochs: int, sleep: float = 0.0, script: str = LOOP) -> None:
+    def __init__(self, where: Path, epochs: int, sleep: float = 0.0, script: str = LOOP, fail_at: int = -1) -> None:
         self.where, self.trace, self.run_dir = where, where / "trace", where / "r"
-        env = dict(os.environ, OMP_NUM_THREADS="1", TRACK_EPOCHS=str(epochs), TRACK_SLEEP=str(sleep))
+        env = dict(os.environ, OMP_NUM_THREADS="1", TRACK_EPOCHS=str(epochs), TRACK_SLEEP=str(sleep),
+                   TRACK_FAIL_AT=str(fail_at))
         self.out = open(where / "out.txt", "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -107,6 +110,16 @@ def test_rank_0_writes_the_run_and_the_epoch_loss_is_over_both_ranks(short_dir):
     first = [loss for step, _, loss in both if step < 20]  # the step counted before log_batch
     assert epochs[0].train_loss == pytest.approx(sum(first) / len(first), rel=1e-5)
     assert sorted(p.name for p in short_dir.iterdir()) == ["out.txt", "r", "trace.0", "trace.1"]
+
+
+def test_a_rank_that_fails_ends_the_run_as_failed_not_in_a_hang(short_dir):  # noqa: F811
+    loop = Loop(short_dir, epochs=50, fail_at=30)
+    assert loop.wait() != 0, loop.output()  # within LIMIT: no rank waits forever
+    assert "rank 1 failed" in loop.output()  # torchrun's report of the rank that died
+    events = store.read_log(loop.run_dir).events
+    end = events[-1]
+    assert isinstance(end, Failed) and end.step >= 30
+    assert any(isinstance(e, CheckpointWritten) and e.reason == "failure" for e in events)
 
 
 def test_commands_reach_both_ranks_at_the_same_step(short_dir):  # noqa: F811
