@@ -99,17 +99,30 @@ def _read(path: Path, device: torch.device) -> dict[str, Any]:
     return ck
 
 
+def check_resume_dir(resume: Any, needs_checkpoint: bool) -> Path:
+    """The run directory to resume, refused (ValueError) unless it holds a run and, when the
+    loop has a model, a checkpoint; and unless it and the checkpoint are the user's own
+    (no symlink planted by another user is followed)."""
+    path = Path(resume)
+    if not (path / store.METRICS).is_file():
+        raise ValueError(f"{path}: no run to resume (no {store.METRICS})")
+    if needs_checkpoint and not (path / store.CHECKPOINT).is_file():
+        raise ValueError(f"{path}: no {store.CHECKPOINT} to resume from")
+    try:
+        store.check_run_dir(path)
+        if needs_checkpoint:
+            store.check_own_file(path / store.CHECKPOINT)
+    except store.RunDirError as exc:
+        raise ValueError(str(exc)) from None
+    return path
+
+
 def prepare_dir(*, run_dir: Any, resume: Any, name: str, needs_checkpoint: bool,
                 config: dict[str, Any] | None) -> Path:
     """The run directory: the one to resume, the one given (fresh), or runs/<name>-<time>.
     ``config``: written to config.json for a new run (None: the caller wrote it)."""
     if resume is not None:
-        path = Path(resume)
-        if not (path / store.METRICS).is_file():
-            raise ValueError(f"{path}: no run to resume (no {store.METRICS})")
-        if needs_checkpoint and not (path / store.CHECKPOINT).is_file():
-            raise ValueError(f"{path}: no {store.CHECKPOINT} to resume from")
-        return path
+        return check_resume_dir(resume, needs_checkpoint)
     if run_dir is not None:
         path = Path(run_dir)
         if (path / store.METRICS).exists():

@@ -151,8 +151,10 @@ class Run:
         # Several processes (the loop under torchrun): rank 0 owns the run, the others follow
         # its commands at the same steps (track_ranks.py).
         self._ranks: Any = None
-        self._follower = False
-        self._rank_loss: Any = 0.0  # a following rank's epoch loss sum (a tensor on its device)
+        # A following rank's epoch loss sum and weight over its finite batches (tensors on
+        # its device when the losses are: read once an epoch).
+        self._rank_loss: Any = 0.0
+        self._rank_weight: Any = 0
 
     # ------------------------------------------------------------------ context
 
@@ -314,7 +316,7 @@ class Run:
         if not self._in_epoch:
             self._begin_epoch()
         if self._follower:
-            self._ranks.epoch_loss(float(self._rank_loss), self._epoch_samples, self._device())
+            self._ranks.epoch_loss(float(self._rank_loss), float(self._rank_weight), self._device())
             self.epoch += 1
             self.batch_in_epoch, self.skip_batches, self._in_epoch = 0, 0, False
             return
@@ -371,7 +373,7 @@ class Run:
             self._epoch_rng = capture_rng()
             self._epoch_loss_sum, self._epoch_samples, self.batch_in_epoch = 0.0, 0, 0
             self._epoch_scalars = {}
-            self._rank_loss = 0.0
+            self._rank_loss, self._rank_weight = 0.0, 0
         self._epoch_trained = 0
         self._epoch_started = time.perf_counter()
 
@@ -559,24 +561,35 @@ class Run:
 
     # ------------------------------------------------------------------ other ranks
 
+    @property
+    def _follower(self) -> bool:
+        """A rank other than 0 of several."""
+        return self._ranks is not None and not self._ranks.leader
+
     def _start_following(self, resume: bool) -> None:
         """A rank other than 0: no directory, log or socket; the same state on a resume."""
-        self._follower = True
         # A stop signal (torchrun forwards it to every rank) is acted on by rank 0, which
         # tells this rank at the next check; a second one still exits at once.
         self._signals = loopstate.SignalStop(lambda signum: None)
         self._signals.install()
         if resume:
-            self.run_dir = Path(self._resume_arg)
-            self._load()
-            # The checkpoint's partial epoch sums are rank 0's: this rank's own start again.
-            self._epoch_samples = 0
+            try:
+                self.run_dir = loopstate.check_resume_dir(self._resume_arg, needs_checkpoint=self.model is not None)
+            except ValueError as exc:
+                raise TrackError(str(exc)) from None
+            self._load()  # the checkpoint's partial epoch sums are rank 0's: this rank's own start at 0
 
     def _follow_batch(self, loss: Any, batch_size: int) -> None:
-        # Summed where the loss lives (no host sync per batch); read once an epoch.
-        value = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
-        self._rank_loss = self._rank_loss + value * batch_size
-        self._epoch_samples += batch_size
+        # Finite losses only, as rank 0 counts them; summed where the loss lives (no host sync
+        # per batch).
+        if isinstance(loss, torch.Tensor):
+            value = loss.detach().reshape(())
+            finite = torch.isfinite(value)
+            self._rank_loss = self._rank_loss + torch.where(finite, value * batch_size, 0.0)
+            self._rank_weight = self._rank_weight + finite * batch_size
+        elif math.isfinite(loss):
+            self._rank_loss += float(loss) * batch_size
+            self._rank_weight += batch_size
         self._scalars = None
         self.step += 1
         self.batch_in_epoch += 1

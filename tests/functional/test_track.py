@@ -35,6 +35,7 @@ from cosinetui.events import (
 from cosinetui.history import History
 from cosinetui.remote import AttachedSession
 from cosinetui.runs import summarise
+from cosinetui.tracking import TrackError
 from tests.functional import nano_loop
 
 TIMEOUT = 60.0
@@ -149,6 +150,16 @@ def test_resume_at_an_epoch_boundary_continues_exactly(short_dir):
     assert list(b.losses) == list(a.losses)
     assert list(b.lrs) == list(a.lrs)
     assert [e.val_loss for e in b.epochs] == [e.val_loss for e in a.epochs]
+
+
+def test_resume_refuses_a_planted_checkpoint_link(short_dir):
+    part, _ = nano_loop.train(4, run_dir=short_dir / "part", stop_at_epoch=1)
+    checkpoint = short_dir / "part" / store.CHECKPOINT
+    elsewhere = short_dir / "elsewhere.pt"
+    checkpoint.rename(elsewhere)
+    checkpoint.symlink_to(elsewhere)  # what another user could plant in a shared directory
+    with pytest.raises(TrackError, match="symbolic link"):
+        nano_loop.train(4, resume=short_dir / "part")
 
 
 def test_an_exception_is_recorded_with_a_checkpoint_and_raised(short_dir):
