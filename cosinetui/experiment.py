@@ -220,18 +220,17 @@ class Experiment:
 
     def _given_optimizer(self, opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """An optimizer the user built, as torch's own schedulers take it. It must hold the
-        model's parameters only. Its groups' LRs as given are the peaks each time it is used
-        (a scheduler built on it earlier, say by a check before training, moved them)."""
+        model's parameters only. Its groups' LRs as given are the peaks each time it is used:
+        a scheduler built on it earlier moved ``lr`` and kept the peak in ``initial_lr``, as
+        torch's schedulers do."""
         own = {id(p) for p in self.model.parameters()}
         if any(id(p) not in own for group in opt.param_groups for p in group["params"]):
             raise ExperimentError(
                 "the optimizer holds parameters that are not the model's: build it over "
                 "model.parameters() (or pass a factory, params -> Optimizer)"
             )
-        peaks = opt.__dict__.setdefault("_cosinetui_peaks", [g["lr"] for g in opt.param_groups])
-        for group, lr in zip(opt.param_groups, peaks, strict=True):
-            group["lr"] = lr
-            group.pop("initial_lr", None)
+        for group in opt.param_groups:
+            group["lr"] = group.pop("initial_lr", group["lr"])
         return opt
 
 

@@ -206,7 +206,7 @@ class DivergenceRule(Rule):
                 return  # the batch-level evidence is sharper; keep its message
             stuck = t >= first * (1 - cfg.start_margin) and e > 1
             msg = (
-                f"train loss {num(t)} is {num(100 * (t / best - 1)) + '%' if best > 0 else 'far'} above its best {num(best)} "
+                f"train loss {num(t)} is {(num(100 * (t / best - 1)) + '%') if best > 0 else 'far'} above its best {num(best)} "
                 f"for {plural(self.rise_hits, 'epoch')}"
             )
             if stuck:

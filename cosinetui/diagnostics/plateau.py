@@ -42,8 +42,7 @@ class PlateauRule(Rule):
         self.rebaseline = False
         self.recent = {"train": deque(maxlen=config.patience + 2), "val": deque(maxlen=config.patience + 2)}
         self.progressed = False  # the train loss has been clearly below the starting loss
-        self.lowest = float("inf")  # the lowest and highest epoch train losses so far
-        self.highest = 0.0
+        self.highest = 0.0  # the highest epoch train loss so far
 
     def on_lr_increase(self, step: int | None, epoch: int) -> None:
         self.rebaseline = True
@@ -94,8 +93,8 @@ class PlateauRule(Rule):
         if self.progressed or len(ctx.first) < 5 or not finite(x):
             return
         start = median(sorted(ctx.first))
-        self.lowest, self.highest = min(self.lowest, x), max(self.highest, x)
-        if self.lowest < (1 - cfg.no_progress) * start:
+        self.highest = max(self.highest, x)
+        if x < (1 - cfg.no_progress) * start:
             self.progressed = True
             ctx.close("no-progress", f"the train loss fell below it at epoch {e}")
             return
