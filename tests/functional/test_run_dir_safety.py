@@ -3,6 +3,7 @@ must be one line, and other users' runs: the command line as a user (or root) ru
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -33,7 +34,16 @@ def as_user(user: int | None) -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("needs setpriv (util-linux) to act as another user")
-    return [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    prefix = [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    if not _can_import(tuple(prefix)):
+        pytest.skip(f"uid {user} cannot import cosinetui from this checkout (a directory above it is not readable by others)")
+    return prefix
+
+
+@functools.cache
+def _can_import(prefix: tuple[str, ...]) -> bool:
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import cosinetui"], capture_output=True, timeout=60)
+    return probe.returncode == 0
 
 
 def cli(*args: str, user: int | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
